@@ -1,0 +1,78 @@
+/**
+ * Prometheus metrics (prom-client). One `Metrics` object per process (or per test), each on
+ * its own registry. Every drop, rejection and failure in the pipeline has a counter here,
+ * labelled with a stable error code where there is one.
+ */
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+} from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly activeCalls: Gauge;
+  readonly activeStreams: Gauge;
+  readonly callsTotal: Counter<'source' | 'outcome'>;
+  readonly upgradesRejected: Counter<'reason'>;
+  readonly framesIn: Counter<'source'>;
+  readonly framesDropped: Counter<'source' | 'reason'>;
+  readonly ingestEvents: Counter<'source' | 'event'>;
+  readonly gapFillMs: Counter<'source'>;
+  readonly keepaliveSilenceMs: Counter;
+  readonly asrSessions: Counter<'model' | 'outcome'>;
+  readonly asrReconnects: Counter<'model' | 'reason'>;
+  readonly asrErrors: Counter<'model' | 'code'>;
+  readonly asrActiveSessions: Gauge<'model'>;
+  readonly asrStartQueueWaitMs: Histogram<'model'>;
+  readonly asrReplayDroppedMs: Counter<'model'>;
+  readonly asrAudioSentMs: Counter<'model'>;
+  readonly frameToAsrSendMs: Histogram;
+  readonly utterancesEnqueued: Counter<'model'>;
+  readonly utterancesPersisted: Counter;
+  readonly utteranceDuplicates: Counter;
+  readonly enqueueErrors: Counter<'job'>;
+  readonly jobsFailed: Counter<'job'>;
+  readonly finalToEnqueuedMs: Histogram;
+  readonly enqueuedToPersistedMs: Histogram;
+  readonly queueLagMs: Gauge<'queue'>;
+  readonly queueWaiting: Gauge<'queue'>;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'callscribe_' });
+  const registers = [registry];
+  const latencyBuckets = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+  return {
+    registry,
+    activeCalls: new Gauge({ name: 'callscribe_active_calls', help: 'Calls being ingested now', registers }),
+    activeStreams: new Gauge({ name: 'callscribe_active_speaker_streams', help: 'Speaker streams (one per role) being transcribed now', registers }),
+    callsTotal: new Counter({ name: 'callscribe_calls_total', help: 'Calls ended, by source and outcome', labelNames: ['source', 'outcome'], registers }),
+    upgradesRejected: new Counter({ name: 'callscribe_ingest_upgrades_rejected_total', help: 'WebSocket upgrades refused, by reason', labelNames: ['reason'], registers }),
+    framesIn: new Counter({ name: 'callscribe_ingest_frames_total', help: 'Telephony frames received', labelNames: ['source'], registers }),
+    framesDropped: new Counter({ name: 'callscribe_ingest_frames_dropped_total', help: 'Telephony frames dropped, by error code', labelNames: ['source', 'reason'], registers }),
+    ingestEvents: new Counter({ name: 'callscribe_ingest_events_total', help: 'Non-media telephony events, by type (unknown types included)', labelNames: ['source', 'event'], registers }),
+    gapFillMs: new Counter({ name: 'callscribe_ingest_gap_fill_ms_total', help: 'Silence inserted for timeline gaps, ms', labelNames: ['source'], registers }),
+    keepaliveSilenceMs: new Counter({ name: 'callscribe_asr_keepalive_silence_ms_total', help: 'Silence sent to the recogniser because the line went quiet, ms', registers }),
+    asrSessions: new Counter({ name: 'callscribe_asr_sessions_total', help: 'ASR tasks started, by outcome', labelNames: ['model', 'outcome'], registers }),
+    asrReconnects: new Counter({ name: 'callscribe_asr_reconnects_total', help: 'ASR reconnects, by reason code', labelNames: ['model', 'reason'], registers }),
+    asrErrors: new Counter({ name: 'callscribe_asr_errors_total', help: 'ASR errors, by stable code', labelNames: ['model', 'code'], registers }),
+    asrActiveSessions: new Gauge({ name: 'callscribe_asr_active_sessions', help: 'Open ASR connections', labelNames: ['model'], registers }),
+    asrStartQueueWaitMs: new Histogram({ name: 'callscribe_asr_start_wait_ms', help: 'Time a task start waited for the per-model rate limit', labelNames: ['model'], buckets: [0, 10, 50, 100, 250, 500, 1000, 2000, 5000], registers }),
+    asrReplayDroppedMs: new Counter({ name: 'callscribe_asr_replay_dropped_ms_total', help: 'Audio dropped from the bounded replay buffer, ms', labelNames: ['model'], registers }),
+    asrAudioSentMs: new Counter({ name: 'callscribe_asr_audio_sent_ms_total', help: 'Audio sent to the recogniser, ms (resends included)', labelNames: ['model'], registers }),
+    frameToAsrSendMs: new Histogram({ name: 'callscribe_frame_to_asr_send_ms', help: 'Telephony frame received → audio chunk sent to the recogniser', buckets: [1, 5, 10, 20, 50, 100, 150, 200, 500, 1000], registers }),
+    utterancesEnqueued: new Counter({ name: 'callscribe_utterances_enqueued_total', help: 'Final sentences enqueued', labelNames: ['model'], registers }),
+    utterancesPersisted: new Counter({ name: 'callscribe_utterances_persisted_total', help: 'Utterances written to Postgres', registers }),
+    utteranceDuplicates: new Counter({ name: 'callscribe_utterances_duplicate_total', help: 'Utterance jobs whose row already existed', registers }),
+    enqueueErrors: new Counter({ name: 'callscribe_enqueue_errors_total', help: 'Jobs that could not be added to the queue', labelNames: ['job'], registers }),
+    jobsFailed: new Counter({ name: 'callscribe_jobs_failed_total', help: 'Job attempts that failed (retried or not)', labelNames: ['job'], registers }),
+    finalToEnqueuedMs: new Histogram({ name: 'callscribe_final_to_enqueued_ms', help: 'Final sentence received → job enqueued', buckets: latencyBuckets, registers }),
+    enqueuedToPersistedMs: new Histogram({ name: 'callscribe_enqueued_to_persisted_ms', help: 'Job enqueued → row committed', buckets: latencyBuckets, registers }),
+    queueLagMs: new Gauge({ name: 'callscribe_queue_lag_ms', help: 'Age of the oldest waiting job', labelNames: ['queue'], registers }),
+    queueWaiting: new Gauge({ name: 'callscribe_queue_waiting_jobs', help: 'Jobs waiting', labelNames: ['queue'], registers }),
+  };
+}
