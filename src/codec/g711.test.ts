@@ -73,6 +73,17 @@ describe('decodeG711Into', () => {
     expect(dst[7]).toBe(0xaa);
   });
 
+  it('writes the same bytes through the unaligned path', () => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const aligned = Buffer.alloc(512);
+    const unaligned = Buffer.alloc(513).subarray(1);
+    expect(unaligned.byteOffset & 1).toBe(1);
+    decodeG711Into('pcma', all, aligned);
+    decodeG711Into('pcma', all, unaligned);
+    expect(unaligned.equals(aligned)).toBe(true);
+    expect(aligned.readInt16LE(0xd5 * 2)).toBe(8);
+  });
+
   it('refuses to overrun the destination', () => {
     expect(() => decodeG711Into('pcmu', new Uint8Array(5), Buffer.alloc(8))).toThrow(RangeError);
   });

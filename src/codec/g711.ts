@@ -7,7 +7,10 @@
  * Input: one byte per sample. Output: two bytes per sample, range -32124..32124 (μ-law) and
  * -32256..32256 (A-law).
  */
+import { endianness } from 'node:os';
 import alawmulaw from 'alawmulaw';
+
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 export type G711Codec = 'pcmu' | 'pcma';
 
@@ -49,9 +52,15 @@ export function decodeG711Into(
     throw new RangeError(`G.711 decode needs ${bytes} bytes at offset ${dstOffset}, buffer has ${dst.length}`);
   }
   const table = codec === 'pcmu' ? MULAW_TABLE : ALAW_TABLE;
+  const start = dst.byteOffset + dstOffset;
+  if (LITTLE_ENDIAN && (start & 1) === 0) {
+    // aligned fast path: store samples through an Int16Array view of the destination
+    const view = new Int16Array(dst.buffer, start, src.length);
+    for (let i = 0; i < src.length; i++) view[i] = table[src[i]!]!;
+    return bytes;
+  }
   let o = dstOffset;
   for (let i = 0; i < src.length; i++) {
-    // table values fit in int16; writeInt16LE without the bounds checks of the Buffer method
     const v = table[src[i]!]!;
     dst[o++] = v & 0xff;
     dst[o++] = (v >> 8) & 0xff;

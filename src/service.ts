@@ -1,0 +1,230 @@
+/**
+ * Composition root: builds the running service from a parsed Env. `serve` runs ingest and
+ * workers in one process; `ingest` and `worker` run one side each. The CLI, the demo and the
+ * end-to-end tests all start the service through here, so they exercise the same wiring.
+ */
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { Redis } from 'ioredis';
+import { createParaformerProvider } from './asr/providers/paraformer/provider.js';
+import { AsrStreamRunner } from './asr/session-runner.js';
+import { createMemoryStartLimiter } from './asr/start-limiter.js';
+import { twilioPublicUrl, type Env } from './config/env.js';
+import { systemClock } from './core/clock.js';
+import { errorMessage } from './core/errors.js';
+import { createDb, type Database } from './db/client.js';
+import { runMigrations } from './db/migrate.js';
+import { createHttpServer, type ReadinessCheck } from './http/server.js';
+import { Lifecycle } from './http/lifecycle.js';
+import { CallRegistry } from './ingest/call-registry.js';
+import { createTwilioRoute } from './ingest/twilio/ws-route.js';
+import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { UTTERANCES_QUEUE } from './queue/jobs.js';
+import { createProducer, type Producer } from './queue/producer.js';
+import { createPersistWorker, startQueueMetrics } from './workers/persist-utterance.worker.js';
+
+export type ServiceMode = 'serve' | 'ingest' | 'worker';
+
+export interface Service {
+  readonly mode: ServiceMode;
+  readonly lifecycle: Lifecycle;
+  readonly metrics: Metrics;
+  readonly server: http.Server;
+  /** Bound port of the HTTP listener. */
+  readonly port: number;
+  readonly registry: CallRegistry | null;
+  readonly producer: Producer | null;
+  /** Graceful drain: stop accepting, finish calls, flush the queue, close pools. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartServiceOptions {
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+}
+
+export async function startService(env: Env, mode: ServiceMode, options: StartServiceOptions): Promise<Service> {
+  const { logger } = options;
+  const metrics = options.metrics ?? createMetrics({ defaultMetrics: true });
+  const lifecycle = new Lifecycle();
+  const cleanups: Array<{ name: string; run: () => Promise<void> | void }> = [];
+  const checks: ReadinessCheck[] = [];
+
+  const runsIngest = mode === 'serve' || mode === 'ingest';
+  const runsWorker = mode === 'serve' || mode === 'worker';
+
+  // Redis client used only for readiness (the queue has its own connections)
+  const redisProbe = new Redis(env.REDIS_URL, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+  });
+  redisProbe.on('error', () => undefined); // state is reported by /readyz
+  void redisProbe.connect().catch(() => undefined);
+  checks.push({ name: 'redis', check: async () => void (await redisProbe.ping()) });
+
+  let db: Database | null = null;
+  if (runsWorker) {
+    if (mode === 'serve' && env.MIGRATE_ON_START) await runMigrations(env.DATABASE_URL, logger);
+    db = createDb(env.DATABASE_URL, { logger });
+    const pool = db.pool;
+    checks.push({ name: 'postgres', check: async () => void (await pool.query('select 1')) });
+  }
+
+  let producer: Producer | null = null;
+  let registry: CallRegistry | null = null;
+  let closeRoute: (() => void) | null = null;
+  const upgrades: Record<string, ReturnType<typeof createTwilioRoute>['handleUpgrade']> = {};
+
+  if (runsIngest) {
+    if (!env.DASHSCOPE_API_KEY) {
+      logger.warn(
+        { code: 'ERR_ASR_NO_API_KEY' },
+        'DASHSCOPE_API_KEY is not set: calls are accepted and recorded, but cannot be transcribed until it is set',
+      );
+    }
+    producer = createProducer({ redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX, metrics, logger });
+    const provider = createParaformerProvider({
+      url: env.DASHSCOPE_INFERENCE_URL,
+      apiKey: env.DASHSCOPE_API_KEY,
+      workspace: env.DASHSCOPE_WORKSPACE,
+      logger,
+    });
+    const limiter = createMemoryStartLimiter(env.ASR_TASK_STARTS_PER_SECOND);
+    registry = new CallRegistry(env.MAX_CALLS);
+    const route = createTwilioRoute({
+      registry,
+      metrics,
+      logger,
+      maxFrameBytes: env.TWILIO_MAX_FRAME_BYTES,
+      authToken: env.TWILIO_AUTH_TOKEN,
+      publicUrl: twilioPublicUrl(env),
+      sessionDeps: {
+        producer,
+        metrics,
+        defaultModel: env.ASR_MODEL,
+        keepaliveAfterMs: env.ASR_KEEPALIVE_AFTER_MS,
+        idleTimeoutMs: env.TWILIO_IDLE_TIMEOUT_MS,
+        createRunner: (req) =>
+          new AsrStreamRunner({
+            provider,
+            limiter,
+            connectOptions: {
+              model: req.model,
+              sampleRateHz: 8000,
+              vocabularyId: req.customParameters['vocabularyId'] ?? env.ASR_VOCABULARY_ID,
+              disfluencyRemoval: env.ASR_DISFLUENCY_REMOVAL,
+              maxSentenceSilenceMs: env.ASR_MAX_SENTENCE_SILENCE_MS,
+              logContext: { callId: req.callId, role: req.role },
+            },
+            callId: req.callId,
+            role: req.role,
+            track: req.track,
+            metrics,
+            logger: logger.child({ callId: req.callId, role: req.role }),
+            clock: systemClock,
+            maxRetries: env.ASR_MAX_RETRIES,
+            retryMinMs: env.ASR_RETRY_MIN_MS,
+            retryMaxMs: env.ASR_RETRY_MAX_MS,
+            replayBufferMs: env.ASR_REPLAY_BUFFER_MS,
+            finishTimeoutMs: env.ASR_FINISH_TIMEOUT_MS,
+            onUtterance: req.onUtterance,
+            onStatus: req.onStatus,
+          }),
+      },
+    });
+    upgrades['/twilio'] = route.handleUpgrade;
+    closeRoute = route.close;
+  }
+
+  let closeWorker: (() => Promise<void>) | null = null;
+  if (runsWorker && db) {
+    const worker = createPersistWorker({
+      redisUrl: env.REDIS_URL,
+      prefix: env.QUEUE_PREFIX,
+      db,
+      metrics,
+      logger,
+      concurrency: env.WORKER_CONCURRENCY,
+    });
+    const queueMetrics = startQueueMetrics({
+      redisUrl: env.REDIS_URL,
+      prefix: env.QUEUE_PREFIX,
+      queueName: UTTERANCES_QUEUE,
+      metrics,
+      intervalMs: 5000,
+    });
+    closeWorker = async () => {
+      await queueMetrics.close();
+      await worker.close();
+    };
+  }
+
+  const server = createHttpServer({ lifecycle, metrics, logger, checks, upgrades });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(env.PORT, env.HOST, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  lifecycle.transition('running');
+  logger.info({ port, mode }, 'callscribe listening');
+
+  // the order matters: stop intake, finish calls, flush the queue, then close pools
+  if (registry) {
+    const reg = registry;
+    cleanups.push({
+      name: 'calls',
+      run: async () => {
+        const left = await reg.drainAll(env.DRAIN_TIMEOUT_MS);
+        if (left > 0) logger.warn({ code: 'ERR_DRAIN_TIMEOUT', left }, 'calls still open after the drain timeout');
+        reg.close();
+      },
+    });
+  }
+  if (closeRoute) cleanups.push({ name: 'twilio-route', run: closeRoute });
+  if (producer) {
+    const p = producer;
+    cleanups.push({ name: 'producer', run: async () => { await p.flush(10_000); await p.close(); } });
+  }
+  if (closeWorker) cleanups.push({ name: 'worker', run: closeWorker });
+  if (db) {
+    const d = db;
+    cleanups.push({ name: 'postgres', run: () => d.close() });
+  }
+  cleanups.push({ name: 'redis-probe', run: () => void redisProbe.disconnect() });
+  cleanups.push({
+    name: 'http',
+    run: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  });
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    if (stopping) return stopping;
+    lifecycle.transition('draining');
+    logger.info({ mode }, 'draining');
+    stopping = (async () => {
+      // every step runs even if an earlier one failed (BullMQ Worker.close style)
+      for (const step of cleanups) {
+        try {
+          await step.run();
+        } catch (err) {
+          logger.error({ code: 'ERR_SHUTDOWN_STEP', step: step.name, err: errorMessage(err) }, 'shutdown step failed');
+        }
+      }
+      lifecycle.transition('stopped');
+      logger.info({ mode }, 'stopped');
+    })();
+    return stopping;
+  };
+
+  return { mode, lifecycle, metrics, server, port, registry, producer, stop };
+}
