@@ -35,6 +35,7 @@ export class SpeakerStream {
   private readonly now: () => number;
   private lastAudioAt: number;
   private framesIn = 0;
+  private reported = { gapFillMs: 0, duplicateFrames: 0, lateFrames: 0 };
   private keepaliveMs = 0;
   private finished = false;
 
@@ -59,19 +60,13 @@ export class SpeakerStream {
     if (this.finished) return;
     this.framesIn++;
     this.lastAudioAt = receivedAt;
-    const before = this.timeline.stats;
-    const gapBefore = before.gapFillMs;
-    const chunks = this.timeline.push(timestampMs, payload, receivedAt, codec);
-    const after = this.timeline.stats;
-    if (after.gapFillMs !== gapBefore) {
-      this.metrics.gapFillMs.inc({ source: this.source }, after.gapFillMs - gapBefore);
-    }
-    this.forward(chunks);
+    this.forward(this.timeline.push(timestampMs, payload, receivedAt, codec));
   }
 
   /** Periodic check (the call registry calls it every few hundred ms). */
   tick(now: number): void {
     if (this.finished) return;
+    this.syncMetrics();
     const quietMs = now - this.lastAudioAt;
     if (quietMs < this.keepaliveAfterMs) return;
     const padMs = Math.floor(quietMs);
@@ -85,6 +80,7 @@ export class SpeakerStream {
   async finish(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
+    this.syncMetrics();
     const tail = this.timeline.flush();
     if (tail) this.runner.push(tail);
     await this.runner.finish();
@@ -112,6 +108,24 @@ export class SpeakerStream {
     const r = this.runner.stats;
     for (const [k, v] of Object.entries(r)) if (typeof v === 'number') out[`${prefix}.asr.${k}`] = v;
     return out;
+  }
+
+  /**
+   * Timeline counters → Prometheus, as deltas. Done on the periodic tick rather than per frame,
+   * so the per-frame path allocates nothing for metrics.
+   */
+  private syncMetrics(): void {
+    const t = this.timeline.stats;
+    const source = this.source;
+    const d = this.reported;
+    if (t.gapFillMs > d.gapFillMs) this.metrics.gapFillMs.inc({ source }, t.gapFillMs - d.gapFillMs);
+    if (t.duplicateFrames > d.duplicateFrames) {
+      this.metrics.framesDropped.inc({ source, reason: 'ERR_INGEST_DUPLICATE_FRAME' }, t.duplicateFrames - d.duplicateFrames);
+    }
+    if (t.lateFrames > d.lateFrames) {
+      this.metrics.framesDropped.inc({ source, reason: 'ERR_INGEST_LATE_FRAME' }, t.lateFrames - d.lateFrames);
+    }
+    this.reported = { gapFillMs: t.gapFillMs, duplicateFrames: t.duplicateFrames, lateFrames: t.lateFrames };
   }
 
   private forward(chunks: readonly PcmChunk[]): void {

@@ -21,8 +21,7 @@ import type { Producer } from '../../queue/producer.js';
 import type { StreamStatus } from '../../queue/jobs.js';
 import type { LiveCall } from '../call-registry.js';
 import { SpeakerStream } from '../speaker-stream.js';
-import { CLOSE_CODES, TwilioStreamParser } from './parser.js';
-import type { TwilioStartEvent } from './messages.js';
+import { TwilioCloseCode, TwilioStreamParser, type TwilioStartEvent } from './parser.js';
 
 export type CallState = 'awaiting-start' | 'live' | 'ending' | 'ended';
 
@@ -98,11 +97,14 @@ export class TwilioCallSession implements LiveCall {
   private readonly donePromise: Promise<void>;
   private resolveDone!: () => void;
   private endingPromise: Promise<void> | null = null;
+  /** Pre-bound label set: the media path runs ~50 times a second per track. */
+  private readonly framesInCounter;
 
   constructor(private readonly deps: TwilioCallDeps) {
     this.now = deps.now ?? Date.now;
     this.lastMessageAt = this.now();
     this.log = deps.logger;
+    this.framesInCounter = deps.metrics.framesIn.labels({ source: SOURCE });
     this.donePromise = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -140,9 +142,9 @@ export class TwilioCallSession implements LiveCall {
         break;
     }
     const event = result.event;
-    switch (event.event) {
+    switch (event.type) {
       case 'media': {
-        this.deps.metrics.framesIn.inc({ source: SOURCE });
+        this.framesInCounter.inc();
         const stream = this.streams.get(event.track);
         if (!stream) {
           this.drop('ERR_INGEST_UNEXPECTED_TRACK');
@@ -187,7 +189,7 @@ export class TwilioCallSession implements LiveCall {
     if (this.stateValue === 'live' || this.stateValue === 'awaiting-start') {
       if (now - this.lastMessageAt >= this.deps.idleTimeoutMs) {
         this.log.warn({ code: 'ERR_INGEST_IDLE_TIMEOUT' }, 'twilio stream idle, closing');
-        this.deps.socket.close(CLOSE_CODES.IDLE_TIMEOUT, 'idle timeout');
+        this.deps.socket.close(TwilioCloseCode.IDLE_TIMEOUT, 'idle timeout');
         if (this.stateValue === 'awaiting-start') this.onClose();
         else void this.end('idle-timeout');
         return;
@@ -198,7 +200,7 @@ export class TwilioCallSession implements LiveCall {
 
   async drain(): Promise<void> {
     if (this.stateValue === 'ended') return;
-    this.deps.socket.close(CLOSE_CODES.GOING_AWAY, 'server draining');
+    this.deps.socket.close(TwilioCloseCode.GOING_AWAY, 'server draining');
     if (this.stateValue === 'awaiting-start') {
       this.onClose();
       return;
@@ -209,13 +211,15 @@ export class TwilioCallSession implements LiveCall {
   private drop(code: string, detail?: string): void {
     this.framesDropped[code] = (this.framesDropped[code] ?? 0) + 1;
     if (code === 'ERR_INGEST_UNKNOWN_EVENT') {
-      this.deps.metrics.ingestEvents.inc({ source: SOURCE, event: `unknown:${detail ?? '?'}` });
+      // one label value for all unknown names: a peer must not be able to grow the label set
+      this.deps.metrics.ingestEvents.inc({ source: SOURCE, event: 'unknown' });
+      this.log.debug({ code, event: detail }, 'unknown twilio event ignored');
     }
     this.deps.metrics.framesDropped.inc({ source: SOURCE, reason: code });
   }
 
   private begin(event: TwilioStartEvent, receivedAt: number): void {
-    const start = event.start;
+    const start = event;
     const callId = randomUUID();
     this.callIdValue = callId;
     this.startedAt = receivedAt;
@@ -276,7 +280,11 @@ export class TwilioCallSession implements LiveCall {
       source: SOURCE,
       startedAt: this.startedAt,
       tenantId: params['tenant'] ?? params['tenantId'] ?? 'default',
-      externalIds: { callSid: start.callSid, streamSid: start.streamSid, accountSid: start.accountSid },
+      externalIds: {
+        callSid: start.callSid,
+        streamSid: start.streamSid,
+        ...(start.accountSid ? { accountSid: start.accountSid } : {}),
+      },
       customParameters: params,
       roles,
       models,
@@ -296,6 +304,8 @@ export class TwilioCallSession implements LiveCall {
     this.endReason = reason;
     this.stateValue = 'ending';
     this.endingPromise = this.finishStreams().finally(() => {
+      // after `stop` Twilio usually closes first; otherwise end the stream politely
+      this.deps.socket.close(TwilioCloseCode.NORMAL, 'stream ended');
       this.stateValue = 'ended';
       this.resolveDone();
     });
