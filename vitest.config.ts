@@ -20,7 +20,7 @@ export default defineConfig({
           hookTimeout: 60_000,
           // the end-to-end files each play calls in real time (sped up): keep them from
           // starving each other on a 2-core machine
-          fileParallelism: false,
+          poolOptions: { forks: { singleFork: true } },
         },
       },
     ],

@@ -189,7 +189,14 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   if (closeRoute) cleanups.push({ name: 'twilio-route', run: closeRoute });
   if (producer) {
     const p = producer;
-    cleanups.push({ name: 'producer', run: async () => { await p.flush(10_000); await p.close(); } });
+    cleanups.push({ name: 'producer', run: async () => {
+        try {
+          await p.flush(10_000);
+        } finally {
+          await p.close();
+        }
+      },
+    });
   }
   if (closeWorker) cleanups.push({ name: 'worker', run: closeWorker });
   if (db) {

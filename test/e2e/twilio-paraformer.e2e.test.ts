@@ -16,7 +16,7 @@ import type { Service } from '../../src/service.js';
 import { loadFixtureCall, type FixtureCall } from '../../src/simulator/fixture-call.js';
 import { playTwilioCall } from '../../src/simulator/twilio-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { uniquePrefix } from '../support/redis.js';
+import { deleteKeys, uniquePrefix } from '../support/redis.js';
 import { startTestService, waitForCall, ZH_CALL, type StoredUtterance } from '../support/harness.js';
 
 interface ScriptLine {
@@ -82,6 +82,7 @@ describe('Twilio call → paraformer (emulated) → BullMQ → Postgres', () => 
       return await fn(svc, prefix);
     } finally {
       await svc.stop();
+      await deleteKeys(REDIS_URL, prefix);
     }
   }
 
