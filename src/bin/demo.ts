@@ -29,7 +29,10 @@ function describeTarget(url: string): string {
 /** Fails with a clear message when Postgres or Redis is not answering. */
 export async function checkServices(env: Env): Promise<void> {
   const problems: string[] = [];
-  const client = new pg.Client({ connectionString: env.DATABASE_URL, connectionTimeoutMillis: 3000, database: 'postgres' });
+  // the maintenance database: the demo's own database may not exist yet (migrate creates it)
+  const maintenance = new URL(env.DATABASE_URL);
+  maintenance.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: maintenance.toString(), connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
     await client.query('select 1');
