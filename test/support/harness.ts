@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
-import pg from 'pg';
+import type pg from 'pg';
 import { loadEnv, type Env } from '../../src/config/env.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { UTTERANCES_QUEUE } from '../../src/queue/jobs.js';
