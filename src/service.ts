@@ -22,6 +22,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { UTTERANCES_QUEUE } from './queue/jobs.js';
 import { createProducer, type Producer } from './queue/producer.js';
+import { closeRedis } from './queue/redis.js';
 import { createPersistWorker, startQueueMetrics } from './workers/persist-utterance.worker.js';
 
 export type ServiceMode = 'serve' | 'ingest' | 'worker';
@@ -57,13 +58,20 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   // Redis client used only for readiness (the queue has its own connections)
   const redisProbe = new Redis(env.REDIS_URL, {
     lazyConnect: true,
-    enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   redisProbe.on('error', () => undefined); // state is reported by /readyz
-  void redisProbe.connect().catch(() => undefined);
-  checks.push({ name: 'redis', check: async () => void (await redisProbe.ping()) });
+  // wait briefly for the first connection so /readyz is right from the start
+  await Promise.race([redisProbe.connect().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+  checks.push({
+    name: 'redis',
+    check: async () => {
+      if (redisProbe.status !== 'ready') throw new Error(`redis connection ${redisProbe.status}`);
+      await redisProbe.ping();
+    },
+  });
 
   let db: Database | null = null;
   if (runsWorker) {
@@ -203,7 +211,7 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     const d = db;
     cleanups.push({ name: 'postgres', run: () => d.close() });
   }
-  cleanups.push({ name: 'redis-probe', run: () => void redisProbe.disconnect() });
+  cleanups.push({ name: 'redis-probe', run: () => closeRedis(redisProbe) });
   cleanups.push({
     name: 'http',
     run: () =>

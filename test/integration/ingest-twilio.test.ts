@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { computeTwilioSignature } from '../../src/ingest/twilio/signature.js';
-import { UTTERANCES_QUEUE, type CallEndJob, type CallStartJob } from '../../src/queue/jobs.js';
+import { UTTERANCES_QUEUE, type CallEndJob, type CallStartJob, type StreamStatusJob } from '../../src/queue/jobs.js';
 import type { Service } from '../../src/service.js';
 import { startTestService } from '../support/harness.js';
 import { deleteKeys, uniquePrefix } from '../support/redis.js';
@@ -172,6 +172,30 @@ describe('GET /twilio', () => {
     expect(end.durationMs).toBe(1220);
     expect(end.stats['inbound.frames']).toBe(12);
     expect(await metricValue(svc, 'callscribe_ingest_gap_fill_ms_total', { source: 'twilio' })).toBe(gapBefore + 1000);
+  });
+
+  it('records the call but fails its streams visibly when no API key is set', async () => {
+    const sid = 'MZ33333333333333333333333333333333';
+    const ws = await open(url);
+    const c = closed(ws);
+    ws.send(START({ streamSid: sid }).replaceAll(SID, sid));
+    ws.send(MEDIA('inbound', 0, undefined, sid));
+    ws.send(JSON.stringify({ event: 'stop', sequenceNumber: '99', streamSid: sid, stop: {} }));
+    expect((await c).code).toBe(1000);
+    const start = await waitFor(async () =>
+      (await jobsOf<CallStartJob>(prefix, 'call-start')).find((j) => j.externalIds['streamSid'] === sid),
+    );
+    const statuses = await waitFor(async () => {
+      const all = (await jobsOf<StreamStatusJob>(prefix, 'stream-status')).filter(
+        (j) => j.callId === start.callId && j.status === 'failed',
+      );
+      return all.length === 2 ? all : undefined;
+    });
+    expect(statuses.map((s) => s.errorCode)).toEqual(['ERR_ASR_NO_API_KEY', 'ERR_ASR_NO_API_KEY']);
+    const end = await waitFor(async () =>
+      (await jobsOf<CallEndJob>(prefix, 'call-end')).find((j) => j.callId === start.callId),
+    );
+    expect(end.status).toBe('failed');
   });
 
   it('refuses unknown paths with 404', async () => {
