@@ -142,6 +142,17 @@ function histPercentile(a: Map<string, number>, b: Map<string, number>, name: st
   return prevLe;
 }
 
+/** "code=count, …" for one label of a counter, e.g. the ASR error codes. */
+function labelBreakdown(m: Map<string, number>, name: string, label: string): string {
+  const out: string[] = [];
+  for (const [k, v] of m) {
+    if (!k.startsWith(`${name}{`) || v === 0) continue;
+    const value = new RegExp(`${label}="([^"]*)"`).exec(k)?.[1] ?? '?';
+    out.push(`${value}=${v}`);
+  }
+  return out.length ? out.join(', ') : 'none';
+}
+
 async function scrape(url: string): Promise<Map<string, number>> {
   return parseProm(await (await fetch(url)).text());
 }
@@ -206,6 +217,7 @@ async function benchService(): Promise<Record<string, string>> {
       'frames dropped (whole run)': String(dropped),
       'ASR reconnects (whole run)': String(sumMetric(m1, 'callscribe_asr_reconnects_total')),
       'replay audio dropped ms': String(sumMetric(m1, 'callscribe_asr_replay_dropped_ms_total')),
+      'ASR errors by code': labelBreakdown(m1, 'callscribe_asr_errors_total', 'code'),
     };
   } finally {
     await stop(sim);
@@ -219,7 +231,8 @@ async function benchService(): Promise<Record<string, string>> {
 
 async function benchFloor(): Promise<Record<string, string>> {
   const port = await freePort();
-  const recv = start('bare-ws', [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'bench/bare-ws-receiver.ts')], { PORT: String(port) });
+  // `node --import tsx` keeps the receiver in this one process (the tsx CLI would fork a child)
+  const recv = start('bare-ws', ['--import', 'tsx', path.join(ROOT, 'bench/bare-ws-receiver.ts')], { PORT: String(port) });
   await waitForLine(recv, /READY/);
   let sim: ChildProcess | undefined;
   try {

@@ -7,26 +7,46 @@ afterEach(() => {
 });
 
 describe('createMemoryStartLimiter', () => {
-  it('lets perSecond starts through at once, queues the next, rejects when the queue is full', async () => {
+  it('spaces starts evenly, queues the rest, rejects when the queue is full', async () => {
     vi.useFakeTimers();
     const clock = { now: () => Date.now(), monotonicMs: () => Date.now() };
     const limiter = createMemoryStartLimiter(2, { maxQueueSize: 1, clock });
     expect(await limiter.acquire('m')).toBe(0);
-    expect(await limiter.acquire('m')).toBe(0);
     let waited: number | null = null;
-    const third = limiter.acquire('m').then((ms) => {
+    const second = limiter.acquire('m').then((ms) => {
       waited = ms;
     });
-    const fourth = limiter.acquire('m').catch((err: unknown) => err);
-    const err = await fourth;
+    const third = limiter.acquire('m').catch((err: unknown) => err);
+    const err = await third;
     expect(isAppError(err) && err.code).toBe('ERR_ASR_START_QUEUE_FULL');
     expect(isAppError(err) && err.retryable).toBe(true);
-    await vi.advanceTimersByTimeAsync(500);
-    expect(waited).toBeNull(); // still queued within the first second
-    await vi.advanceTimersByTimeAsync(600);
-    await third;
-    expect(waited).toBeGreaterThan(500);
-    expect(waited).toBeLessThanOrEqual(1100);
+    await vi.advanceTimersByTimeAsync(400);
+    expect(waited).toBeNull(); // 2 per second = one per 500 ms: still queued
+    await vi.advanceTimersByTimeAsync(200);
+    await second;
+    expect(waited).toBeGreaterThanOrEqual(490);
+    expect(waited).toBeLessThanOrEqual(600);
+  });
+
+  it('never lets more than perSecond starts into any sliding second', async () => {
+    vi.useFakeTimers();
+    const limiter = createMemoryStartLimiter(20, { maxQueueSize: 1000 });
+    const times: number[] = [];
+    const t0 = Date.now();
+    const all = Promise.all(
+      Array.from({ length: 60 }, () => limiter.acquire('m').then(() => void times.push(Date.now() - t0))),
+    );
+    await vi.advanceTimersByTimeAsync(5000);
+    await all;
+    times.sort((a, b) => a - b);
+    let max = 0;
+    for (let i = 0; i < times.length; i++) {
+      let j = i;
+      while (j < times.length && times[j]! - times[i]! < 1000) j++;
+      max = Math.max(max, j - i);
+    }
+    expect(max).toBe(20);
+    expect(times.at(-1)!).toBeGreaterThanOrEqual(2900); // 60 starts at 20/s take ~3 s
   });
 
   it('limits each model separately', async () => {

@@ -23,8 +23,8 @@ export interface MemoryStartLimiterOptions {
 }
 
 /**
- * Per model: a fixed one-second window of `perSecond` tokens (RateLimiterMemory) behind a
- * bounded FIFO (RateLimiterQueue).
+ * Per model: evenly spaced tokens, one every 1/perSecond s (RateLimiterMemory), behind a
+ * bounded FIFO (RateLimiterQueue), so no sliding second ever sees more than perSecond starts.
  */
 export function createMemoryStartLimiter(
   perSecond: number,
@@ -40,7 +40,14 @@ export function createMemoryStartLimiter(
   const queueFor = (model: string): RateLimiterQueue => {
     let q = queues.get(model);
     if (!q) {
-      const limiter = new RateLimiterMemory({ points: perSecond, duration: 1, keyPrefix: `asr-start-${model}` });
+      // One start per 1/perSecond s (+1 ms), not perSecond per fixed 1 s window: a fixed window
+      // lets up to 2 × perSecond through around its boundary, which the provider throttles.
+      // Evenly spaced starts never exceed perSecond in any sliding second.
+      const limiter = new RateLimiterMemory({
+        points: 1,
+        duration: 1 / perSecond + 0.001,
+        keyPrefix: `asr-start-${model}`,
+      });
       q = new RateLimiterQueue(limiter, { maxQueueSize });
       queues.set(model, q);
     }
