@@ -522,7 +522,10 @@ export class AsrStreamRunner {
   private sendChunks(live: LiveTask, chunks: readonly PcmChunk[]): void {
     const conn = live.conn;
     if (!conn || chunks.length === 0) return;
-    for (const frame of toSendFrames(chunks, SEND_FRAME_BYTES)) {
+    // live path: one 100 ms chunk goes out as it is (no framing work, no allocation)
+    const frames =
+      chunks.length === 1 && chunks[0]!.pcm.length <= SEND_FRAME_BYTES ? chunks : toSendFrames(chunks, SEND_FRAME_BYTES);
+    for (const frame of frames) {
       if (live.error || this.aborted) return;
       const ms = frame.pcm.length / PCM_BYTES_PER_MS;
       live.timeline.noteSent(frame.startMs, ms);

@@ -40,12 +40,13 @@ export function createMemoryStartLimiter(
   const queueFor = (model: string): RateLimiterQueue => {
     let q = queues.get(model);
     if (!q) {
-      // One start per 1/perSecond s (+1 ms), not perSecond per fixed 1 s window: a fixed window
-      // lets up to 2 × perSecond through around its boundary, which the provider throttles.
-      // Evenly spaced starts never exceed perSecond in any sliding second.
+      // One start per 1.05/perSecond s, not perSecond per fixed 1 s window: a fixed window lets
+      // up to 2 × perSecond through around its boundary, which the provider throttles. Evenly
+      // spaced starts never exceed perSecond in any sliding second; the 5 % margin absorbs
+      // network jitter between our clock and the provider's.
       const limiter = new RateLimiterMemory({
         points: 1,
-        duration: 1 / perSecond + 0.001,
+        duration: 1.05 / perSecond,
         keyPrefix: `asr-start-${model}`,
       });
       q = new RateLimiterQueue(limiter, { maxQueueSize });

@@ -63,10 +63,13 @@ export class SpeakerStream {
     this.forward(this.timeline.push(timestampMs, payload, receivedAt, codec));
   }
 
-  /** Periodic check (the call registry calls it every few hundred ms). */
-  tick(now: number): void {
+  /**
+   * Periodic check (the call registry calls it every few hundred ms): keep-alive silence, and
+   * the timeline's counters → Prometheus when `syncMetrics`.
+   */
+  tick(now: number, syncMetrics = true): void {
     if (this.finished) return;
-    this.syncMetrics();
+    if (syncMetrics) this.syncMetrics();
     const quietMs = now - this.lastAudioAt;
     if (quietMs < this.keepaliveAfterMs) return;
     const padMs = Math.floor(quietMs);

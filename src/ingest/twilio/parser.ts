@@ -154,7 +154,10 @@ export interface TwilioMediaEvent {
   /** ms since the stream started (`media.timestamp`). */
   readonly timestampMs: number;
   readonly chunk: number;
-  /** Raw G.711 bytes (μ-law or A-law per `codec`), decoded from base64; owned by the caller. */
+  /**
+   * Raw G.711 bytes (μ-law or A-law per `codec`), decoded from base64. The bytes live in the
+   * parser's scratch buffer and are valid only until the next push(): consume or copy them.
+   */
   readonly payload: Buffer;
   readonly codec: G711Codec;
   /** False when the track is not in `start.tracks` (accepted anyway, see the module doc). */
@@ -248,6 +251,8 @@ export class TwilioStreamParser {
   #codec: G711Codec = 'pcmu';
   #listed = { inbound: false, outbound: false };
   #lastSeq = -1;
+  /** Reused decode target for media payloads (see TwilioMediaEvent.payload). */
+  #scratch = Buffer.allocUnsafe(1024);
   #lastChunk = { inbound: -1, outbound: -1 };
   readonly #stats: TwilioParserStats = {
     messages: 0,
@@ -261,6 +266,16 @@ export class TwilioStreamParser {
     unlistedTrackFrames: 0,
     droppedCustomParameters: 0,
   };
+
+  /**
+   * Decodes base64 into the parser's scratch buffer (grown when a larger frame comes): the
+   * media path then allocates no backing memory per frame.
+   */
+  #decodePayload(text: string, bytes: number): Buffer {
+    if (this.#scratch.length < bytes) this.#scratch = Buffer.allocUnsafe(Math.max(bytes, this.#scratch.length * 2));
+    const n = this.#scratch.write(text, 0, 'base64');
+    return this.#scratch.subarray(0, n);
+  }
 
   get state(): TwilioParserState {
     return this.#state;
@@ -308,7 +323,8 @@ export class TwilioStreamParser {
         if (pre !== null) return pre;
         const payloadText = msg.payload;
         if (!isStrictBase64(payloadText)) return this.#drop('ERR_INGEST_BAD_BASE64');
-        if (base64DecodedLength(payloadText) === 0) return this.#drop('ERR_INGEST_EMPTY_PAYLOAD');
+        const payloadBytes = base64DecodedLength(payloadText);
+        if (payloadBytes === 0) return this.#drop('ERR_INGEST_EMPTY_PAYLOAD');
         const track = msg.track;
         if (!isTwilioTrack(track)) return this.#drop('ERR_INGEST_UNKNOWN_TRACK');
         const lastChunk = this.#lastChunk[track];
@@ -325,7 +341,7 @@ export class TwilioStreamParser {
             track,
             timestampMs: msg.timestampMs,
             chunk: msg.chunk,
-            payload: Buffer.from(payloadText, 'base64'),
+            payload: this.#decodePayload(payloadText, payloadBytes),
             codec: this.#codec,
             listedTrack,
           },
