@@ -59,8 +59,10 @@ export const envSchema = z.object({
   ASR_REPLAY_BUFFER_MS: intMs(120_000, 1000),
   /** Waiting for task-finished after finish-task. */
   ASR_FINISH_TIMEOUT_MS: intMs(10_000, 100),
-  /** No telephony audio for this long while a call is live: send silence to the recogniser. */
-  ASR_KEEPALIVE_AFTER_MS: intMs(3000, 100, 20_000),
+  /** No telephony audio for this long while a call is live: send silence to the recogniser
+   *  (well under its 23 s no-data limit, well over normal delivery stalls, whose late frames
+   *  would otherwise be dropped as already covered by the silence). */
+  ASR_KEEPALIVE_AFTER_MS: intMs(10_000, 100, 20_000),
   /** Twilio: when set, X-Twilio-Signature is required on the WebSocket upgrade. */
   TWILIO_AUTH_TOKEN: z.string().min(1).optional(),
   /** Public base URL Twilio connects to (e.g. wss://callscribe.example.com); used for signatures. */

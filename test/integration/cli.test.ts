@@ -1,9 +1,11 @@
 /** The CLI as a user runs it: help texts, config errors that name the variable. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../support/postgres.js';
+import { deleteKeys, uniquePrefix } from '../support/redis.js';
 
 const run = promisify(execFile);
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/callscribe.js');
@@ -46,5 +48,53 @@ describe('callscribe CLI', () => {
   it('rejects unknown commands and options', async () => {
     expect((await cli(['transmogrify'])).code).toBe(2);
     expect((await cli(['simulate', '--bogus'])).code).toBe(2);
+  });
+
+  it('says which service is down when the demo cannot run', async () => {
+    const { code, stderr } = await cli(['demo'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/callscribe', LOG_LEVEL: 'silent' });
+    expect(code).toBe(1);
+    expect(stderr).toContain('Postgres is not reachable at 127.0.0.1:1');
+    expect(stderr).not.toContain('Redis is not reachable');
+  });
+
+  it('serve applies migrations, listens, and drains on SIGTERM with exit code 0', async () => {
+    const db = await createTestDatabase({ migrate: false });
+    const prefix = uniquePrefix('sigterm');
+    try {
+      const child = spawn(process.execPath, [CLI, 'serve'], {
+        env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const port = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 20_000);
+        child.stdout.on('data', () => {
+          const m = /"port":(\d+)[^\n]*callscribe listening/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        });
+      });
+      // no API key: the service starts and says calls cannot be transcribed
+      expect(out).toContain('ERR_ASR_NO_API_KEY');
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(out).toContain('"msg":"draining"');
+      expect(out).toContain('"msg":"stopped"');
+      // the migrations ran against the fresh database
+      const pg = await import('pg');
+      const client = new pg.default.Client({ connectionString: db.url });
+      await client.connect();
+      const res = await client.query("select to_regclass('public.utterances') as t");
+      await client.end();
+      expect(res.rows[0].t).toBe('utterances');
+    } finally {
+      await db.drop();
+      await deleteKeys('redis://127.0.0.1:6379', prefix);
+    }
   });
 });

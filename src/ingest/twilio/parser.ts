@@ -39,6 +39,7 @@
  *
  * Frame size is not checked here: the WebSocket server's `maxPayload` enforces it (close 1009).
  */
+import { newFastMediaFields, scanTwilioMedia } from './fast-media.js';
 import type { G711Codec } from '../../codec/g711.js';
 import {
   TWILIO_EVENTS,
@@ -245,6 +246,14 @@ const DROP: Readonly<Record<TwilioDropCode, DropResult>> = (() => {
   return out;
 })();
 
+export interface TwilioStreamParserOptions {
+  /**
+   * Recognise Twilio's exact media layout byte by byte before falling back to JSON.parse
+   * (see fast-media.ts). Same results either way; default true. Off only for tests.
+   */
+  readonly fastPath?: boolean;
+}
+
 export class TwilioStreamParser {
   #state: TwilioParserState = 'awaiting-connected';
   #streamSid: string | null = null;
@@ -253,6 +262,9 @@ export class TwilioStreamParser {
   #lastSeq = -1;
   /** Reused decode target for media payloads (see TwilioMediaEvent.payload). */
   #scratch = Buffer.allocUnsafe(1024);
+  readonly #fastPath: boolean;
+  readonly #fastFields = newFastMediaFields();
+  #streamSidBytes: Buffer = Buffer.alloc(0);
   #lastChunk = { inbound: -1, outbound: -1 };
   readonly #stats: TwilioParserStats = {
     messages: 0,
@@ -266,6 +278,44 @@ export class TwilioStreamParser {
     unlistedTrackFrames: 0,
     droppedCustomParameters: 0,
   };
+
+  constructor(options: TwilioStreamParserOptions = {}) {
+    this.#fastPath = options.fastPath ?? true;
+  }
+
+  /**
+   * The byte-level media path: returns null whenever the frame is not Twilio's exact media
+   * layout for this stream, and the general path then decides (drops included).
+   */
+  #fastMedia(data: Buffer): TwilioParseResult | null {
+    if (this.#scratch.length < data.length) this.#scratch = Buffer.allocUnsafe(data.length * 2);
+    const f = this.#fastFields;
+    if (!scanTwilioMedia(data, this.#scratch, f)) return null;
+    const sid = this.#streamSidBytes;
+    if (f.sidEnd - f.sidStart !== sid.length || data.compare(sid, 0, sid.length, f.sidStart, f.sidEnd) !== 0) {
+      return null;
+    }
+    this.#noteSeq(f.sequenceNumber);
+    const track = f.track;
+    if (f.chunk <= this.#lastChunk[track]) this.#stats.chunkRegressions++;
+    this.#lastChunk[track] = f.chunk;
+    const listedTrack = this.#listed[track];
+    if (!listedTrack) this.#stats.unlistedTrackFrames++;
+    this.#stats.events.media++;
+    return {
+      kind: 'event',
+      event: {
+        type: 'media',
+        sequenceNumber: f.sequenceNumber,
+        track,
+        timestampMs: f.timestampMs,
+        chunk: f.chunk,
+        payload: this.#scratch.subarray(0, f.payloadBytes),
+        codec: this.#codec,
+        listedTrack,
+      },
+    };
+  }
 
   /**
    * Decodes base64 into the parser's scratch buffer (grown when a larger frame comes): the
@@ -300,6 +350,10 @@ export class TwilioStreamParser {
     this.#stats.messages++;
     if (this.#state === 'failed') return this.#drop('ERR_INGEST_AFTER_FATAL');
     if (isBinary) return this.#drop('ERR_INGEST_BINARY_FRAME');
+    if (this.#fastPath && this.#state === 'streaming' && Buffer.isBuffer(data)) {
+      const fast = this.#fastMedia(data);
+      if (fast !== null) return fast;
+    }
 
     let parsed: unknown;
     try {
@@ -364,6 +418,7 @@ export class TwilioStreamParser {
         if (codec === null) return this.#fail('ERR_INGEST_UNSUPPORTED_FORMAT');
         this.#state = 'streaming';
         this.#streamSid = msg.streamSid;
+        this.#streamSidBytes = Buffer.from(msg.streamSid, 'utf8');
         this.#codec = codec;
         for (const t of msg.tracks) this.#listed[t] = true;
         this.#lastSeq = msg.sequenceNumber;
@@ -429,6 +484,12 @@ export class TwilioStreamParser {
       return this.#fail('ERR_INGEST_MEDIA_BEFORE_START');
     }
     if (streamSid !== this.#streamSid) return this.#drop('ERR_INGEST_STREAM_SID_MISMATCH');
+    this.#noteSeq(seq);
+    return null;
+  }
+
+  /** sequenceNumber bookkeeping: gaps and regressions are counted, never dropped. */
+  #noteSeq(seq: number): void {
     const last = this.#lastSeq;
     if (seq > last + 1) {
       this.#stats.seqGaps++;
@@ -437,7 +498,6 @@ export class TwilioStreamParser {
       this.#stats.seqRegressions++;
     }
     if (seq > last) this.#lastSeq = seq;
-    return null;
   }
 
   #drop(code: TwilioDropCode, detail?: string): DropResult {
