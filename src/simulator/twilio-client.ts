@@ -172,15 +172,19 @@ export function buildStopMessage(p: {
   });
 }
 
-/** A media message builder bound to one stream (string concatenation, no JSON.stringify). */
+/**
+ * A media message builder bound to one stream (string concatenation, no JSON.stringify), in
+ * the key order real Twilio streams use: event, sequenceNumber, media{track, chunk, timestamp,
+ * payload}, streamSid (as in captured Twilio logs).
+ */
 export function mediaMessageBuilder(
   streamSid: string,
 ): (sequenceNumber: number, track: FixtureTwilioTrack, chunk: number, timestampMs: number, payload: string) => string {
-  const mid = '","streamSid":' + JSON.stringify(streamSid) + ',"media":{"track":"';
+  const tail = '"},"streamSid":' + JSON.stringify(streamSid) + '}';
   return (seq, track, chunk, ts, payload) =>
     '{"event":"media","sequenceNumber":"' +
     seq +
-    mid +
+    '","media":{"track":"' +
     track +
     '","chunk":"' +
     chunk +
@@ -188,7 +192,7 @@ export function mediaMessageBuilder(
     ts +
     '","payload":"' +
     payload +
-    '"}}';
+    tail;
 }
 
 // ---------------------------------------------------------------------------------------------
