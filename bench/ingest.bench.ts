@@ -184,6 +184,7 @@ async function benchService(): Promise<Record<string, string>> {
     DASHSCOPE_INFERENCE_URL: `ws://127.0.0.1:${emuPort}/api-ws/v1/inference`,
     QUEUE_PREFIX: prefix,
     MAX_CALLS: String(CALLS + 10),
+    ...(process.env['SERVICE_NODE_OPTIONS'] ? { NODE_OPTIONS: process.env['SERVICE_NODE_OPTIONS'] } : {}),
   });
   let sim: ChildProcess | undefined;
   try {

@@ -9,6 +9,7 @@ import {
   isFinalSentence,
   newTaskId,
   parseServerMessage,
+  parseWithSchemas,
   sentenceToAsrEvent,
   taskFailedError,
   type ParaformerServerEvent,
@@ -245,5 +246,64 @@ describe('error mapping', () => {
     expect(e.code).toBe(code);
     expect(e.retryable).toBe(retryable);
     expect(e.details).toEqual({ httpStatus: status });
+  });
+});
+
+describe('result-generated fast guard ≡ zod schemas', () => {
+  const KNOWN = ['begin_time', 'end_time', 'text', 'words', 'heartbeat', 'sentence_end', 'emo_tag', 'emo_confidence', 'sentence_id', 'sentence_begin', 'channel_id', 'speaker_id', 'stash'];
+  const pick = (r: ReturnType<typeof parseServerMessage>) => {
+    if (!r.ok) return { ok: false };
+    if (r.event.event !== 'result-generated') return { ok: true, event: r.event.event };
+    const s = r.event.sentence as Record<string, unknown>;
+    const words = Array.isArray(s['words'])
+      ? (s['words'] as Array<Record<string, unknown>>).map((w) => [w['begin_time'], w['end_time'], w['text'], w['punctuation'] ?? null])
+      : s['words'] ?? null;
+    return {
+      ok: true,
+      taskId: r.event.taskId,
+      sentence: Object.fromEntries(KNOWN.filter((k) => k !== 'words').map((k) => [k, s[k] ?? null])),
+      words,
+      usage: r.event.usage?.duration ?? null,
+    };
+  };
+  const base = {
+    header: { task_id: 'T1', event: 'result-generated', attributes: {} },
+    payload: {
+      output: {
+        sentence: {
+          begin_time: 170, end_time: 920, text: '好，我知道了。', heartbeat: false, sentence_end: true,
+          emo_tag: 'neutral', emo_confidence: 0.9, sentence_id: 1,
+          words: [{ begin_time: 170, end_time: 295, text: '好', punctuation: '，' }],
+        },
+      },
+      usage: { duration: 3 },
+    },
+  };
+  // free-form mutations of a test message: any is the honest type here
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  type Loose = any;
+  const variants: Array<[string, (m: Loose) => void]> = [
+    ['as is', () => undefined],
+    ['interim', (m) => { m.payload.output.sentence.end_time = null; m.payload.usage = null; }],
+    ['heartbeat without text', (m) => { m.payload.output.sentence = { heartbeat: true, sentence_id: 0 }; }],
+    ['no begin_time', (m) => { delete m.payload.output.sentence.begin_time; }],
+    ['text a number', (m) => { m.payload.output.sentence.text = 5; }],
+    ['word without end', (m) => { delete m.payload.output.sentence.words[0].end_time; }],
+    ['words not an array', (m) => { m.payload.output.sentence.words = {}; }],
+    ['fractional sentence_id', (m) => { m.payload.output.sentence.sentence_id = 1.5; }],
+    ['string speaker', (m) => { m.payload.output.sentence.speaker_id = 'spk1'; }],
+    ['bad speaker', (m) => { m.payload.output.sentence.speaker_id = true; }],
+    ['stash array', (m) => { m.payload.output.sentence.stash = []; }],
+    ['usage duration string', (m) => { m.payload.usage = { duration: '3' }; }],
+    ['no output', (m) => { delete m.payload.output; }],
+    ['empty task id', (m) => { m.header.task_id = ''; }],
+    ['error_code number', (m) => { m.header.error_code = 5; }],
+    ['extra keys', (m) => { m.payload.output.sentence.vad_pre_end = true; m.extra = 1; }],
+  ];
+  it.each(variants)('%s', (_, mutate) => {
+    const m = structuredClone(base) as Loose;
+    mutate(m);
+    const text = JSON.stringify(m);
+    expect(pick(parseServerMessage(text))).toEqual(pick(parseWithSchemas(JSON.parse(text))));
   });
 });

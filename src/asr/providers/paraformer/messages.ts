@@ -143,6 +143,78 @@ function issuePaths(error: z.ZodError): string[] {
 }
 
 /** Validates one text frame from the server. Never throws. */
+// result-generated arrives several times a second per speaker: a hand-written guard checks the
+// same rules as the zod schemas for it, and anything it does not accept goes through zod (which
+// then reports the exact failure). A differential test keeps the two in step.
+type Rec = Record<string, unknown>;
+const isRec = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNullish = (v: unknown): v is null | undefined => v === null || v === undefined;
+const optNumber = (v: unknown): boolean => isNullish(v) || typeof v === 'number';
+const optString = (v: unknown): boolean => isNullish(v) || typeof v === 'string';
+const optBoolean = (v: unknown): boolean => isNullish(v) || typeof v === 'boolean';
+
+function isWordMessage(w: unknown): boolean {
+  return (
+    isRec(w) &&
+    typeof w['begin_time'] === 'number' &&
+    typeof w['end_time'] === 'number' &&
+    typeof w['text'] === 'string' &&
+    optString(w['punctuation']) &&
+    optBoolean(w['fixed'])
+  );
+}
+
+function isSentenceMessage(s: unknown): s is SentenceMessage {
+  if (!isRec(s)) return false;
+  const words = s['words'];
+  if (!isNullish(words)) {
+    if (!Array.isArray(words)) return false;
+    for (const w of words) if (!isWordMessage(w)) return false;
+  }
+  const sentenceId = s['sentence_id'];
+  const speaker = s['speaker_id'];
+  const ok =
+    optNumber(s['begin_time']) &&
+    optNumber(s['end_time']) &&
+    optString(s['text']) &&
+    optBoolean(s['heartbeat']) &&
+    optBoolean(s['sentence_end']) &&
+    optString(s['emo_tag']) &&
+    optNumber(s['emo_confidence']) &&
+    (isNullish(sentenceId) || Number.isInteger(sentenceId)) &&
+    optBoolean(s['sentence_begin']) &&
+    optNumber(s['channel_id']) &&
+    (isNullish(speaker) || typeof speaker === 'number' || typeof speaker === 'string') &&
+    (isNullish(s['stash']) || isRec(s['stash']));
+  if (!ok) return false;
+  if (s['heartbeat'] === true) return true;
+  return typeof s['begin_time'] === 'number' && typeof s['text'] === 'string';
+}
+
+function fastResultGenerated(json: unknown): ParseResult | null {
+  if (!isRec(json)) return null;
+  const header = json['header'];
+  const payload = json['payload'];
+  if (!isRec(header) || !isRec(payload) || header['event'] !== 'result-generated') return null;
+  const taskId = header['task_id'];
+  if (typeof taskId !== 'string' || taskId.length === 0) return null;
+  if (!(isNullish(header['attributes']) || isRec(header['attributes']))) return null;
+  if (!optString(header['error_code']) || !optString(header['error_message'])) return null;
+  const output = payload['output'];
+  if (!isRec(output) || !isSentenceMessage(output['sentence'])) return null;
+  const usage = payload['usage'];
+  if (!(isNullish(usage) || (isRec(usage) && optNumber(usage['duration'])))) return null;
+  return {
+    ok: true,
+    event: {
+      event: 'result-generated',
+      taskId,
+      sentence: output['sentence'],
+      usage: isNullish(usage) ? null : { duration: usage['duration'] as number | null | undefined },
+    },
+  };
+}
+
 export function parseServerMessage(text: string): ParseResult {
   let json: unknown;
   try {
@@ -150,6 +222,13 @@ export function parseServerMessage(text: string): ParseResult {
   } catch {
     return failure('not-json');
   }
+  const fast = fastResultGenerated(json);
+  if (fast) return fast;
+  return parseWithSchemas(json);
+}
+
+/** The schema path alone (exported for the differential test of the fast guard). */
+export function parseWithSchemas(json: unknown): ParseResult {
   const envelope = serverEnvelopeSchema.safeParse(json);
   if (!envelope.success) return failure('bad-envelope', null, null, issuePaths(envelope.error));
   const { header, payload } = envelope.data;
