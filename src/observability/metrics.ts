@@ -34,6 +34,8 @@ export interface Metrics {
   readonly utterancesPersisted: Counter;
   readonly utteranceDuplicates: Counter;
   readonly enqueueErrors: Counter<'job'>;
+  readonly outboxDropped: Counter<'job' | 'reason'>;
+  readonly outboxJobs: Gauge;
   readonly jobsFailed: Counter<'job'>;
   readonly finalToEnqueuedMs: Histogram;
   readonly enqueuedToPersistedMs: Histogram;
@@ -69,6 +71,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     utterancesPersisted: new Counter({ name: 'callscribe_utterances_persisted_total', help: 'Utterances written to Postgres', registers }),
     utteranceDuplicates: new Counter({ name: 'callscribe_utterances_duplicate_total', help: 'Utterance jobs whose row already existed', registers }),
     enqueueErrors: new Counter({ name: 'callscribe_enqueue_errors_total', help: 'Jobs that could not be added to the queue', labelNames: ['job'], registers }),
+    outboxDropped: new Counter({ name: 'callscribe_queue_outbox_dropped_total', help: 'Jobs dropped by the producer outbox, by job and reason (overflow, rejected, closed)', labelNames: ['job', 'reason'], registers }),
+    outboxJobs: new Gauge({ name: 'callscribe_queue_outbox_jobs', help: 'Jobs waiting in the producer outbox for Redis', registers }),
     jobsFailed: new Counter({ name: 'callscribe_jobs_failed_total', help: 'Job attempts that failed (retried or not)', labelNames: ['job'], registers }),
     finalToEnqueuedMs: new Histogram({ name: 'callscribe_final_to_enqueued_ms', help: 'Final sentence received → job enqueued', buckets: latencyBuckets, registers }),
     enqueuedToPersistedMs: new Histogram({ name: 'callscribe_enqueued_to_persisted_ms', help: 'Job enqueued → row committed', buckets: latencyBuckets, registers }),

@@ -9,7 +9,6 @@
  */
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
@@ -88,24 +87,6 @@ interface PendingJob {
 /** Redis replies that mean "not now" rather than "never". */
 const TRANSIENT_REPLY = /^(OOM|LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|NOSCRIPT)\b/;
 
-/** Metrics the producer needs beyond metrics.ts; registered once per registry. */
-function outboxMetrics(registry: Registry) {
-  const droppedName = 'callscribe_queue_outbox_dropped_total';
-  const sizeName = 'callscribe_queue_outbox_jobs';
-  const dropped =
-    (registry.getSingleMetric(droppedName) as Counter<'job' | 'reason'> | undefined) ??
-    new Counter({
-      name: droppedName,
-      help: 'Jobs dropped by the producer outbox, by job and reason (overflow, rejected, closed)',
-      labelNames: ['job', 'reason'],
-      registers: [registry],
-    });
-  const size =
-    (registry.getSingleMetric(sizeName) as Gauge | undefined) ??
-    new Gauge({ name: sizeName, help: 'Jobs waiting in the producer outbox for Redis', registers: [registry] });
-  return { dropped, size };
-}
-
 const LOG_EVERY_MS = 10_000;
 
 export function createProducer(options: ProducerOptions): Producer {
@@ -122,7 +103,7 @@ export function createProducer(options: ProducerOptions): Producer {
   queue.on('error', (err: Error & { code?: string }) => {
     logger.debug({ code: 'ERR_QUEUE_REDIS', redisCode: err.code }, 'queue connection error');
   });
-  const extra = outboxMetrics(metrics.registry);
+  const extra = { dropped: metrics.outboxDropped, size: metrics.outboxJobs };
 
   let lastDropLog = 0;
   let dropsSinceLog = 0;
