@@ -48,8 +48,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-function start(name: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, args, {
+/**
+ * Starts a node process. Load generators (simulator, emulator) run under `nice -n 10`: on a
+ * 2-core machine they share the cores with the process under test, and the figures should
+ * describe that process, not the scheduler's choices between them.
+ */
+function start(name: string, args: string[], env: Record<string, string> = {}, loadGenerator = false): ChildProcess {
+  const [cmd, argv] = loadGenerator ? ['nice', ['-n', '10', process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, argv, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -142,6 +148,12 @@ function histPercentile(a: Map<string, number>, b: Map<string, number>, name: st
   return prevLe;
 }
 
+/** GC time of one kind in the window, ms (prom-client's nodejs_gc_duration_seconds). */
+function gcMs(a: Map<string, number>, b: Map<string, number>, kind: string): number {
+  const key = `callscribe_nodejs_gc_duration_seconds_sum{kind="${kind}"}`;
+  return ((b.get(key) ?? 0) - (a.get(key) ?? 0)) * 1000;
+}
+
 /** "code=count, …" for one label of a counter, e.g. the ASR error codes. */
 function labelBreakdown(m: Map<string, number>, name: string, label: string): string {
   const out: string[] = [];
@@ -158,7 +170,7 @@ async function scrape(url: string): Promise<Map<string, number>> {
 }
 
 function simulate(url: string): ChildProcess {
-  return start('simulator', [CLI, 'simulate', '--call', FIXTURE, '--url', url, '--calls', String(CALLS), '--speed', '1', '--stagger-ms', String(STAGGER_MS)]);
+  return start('simulator', [CLI, 'simulate', '--call', FIXTURE, '--url', url, '--calls', String(CALLS), '--speed', '1', '--stagger-ms', String(STAGGER_MS)], {}, true);
 }
 
 async function stop(child: ChildProcess | undefined): Promise<void> {
@@ -175,7 +187,7 @@ async function benchService(): Promise<Record<string, string>> {
   const emuPort = await freePort();
   const svcPort = await freePort();
   const prefix = `bench-${process.pid}`;
-  const emulator = start('emulator', [CLI, 'emulator', '--port', String(emuPort), '--script', FIXTURE, '--api-key', 'bench']);
+  const emulator = start('emulator', [CLI, 'emulator', '--port', String(emuPort), '--script', FIXTURE, '--api-key', 'bench'], {}, true);
   await waitForLine(emulator, /listening/);
   const service = start('ingest', [CLI, 'ingest'], {
     PORT: String(svcPort),
@@ -219,6 +231,8 @@ async function benchService(): Promise<Record<string, string>> {
       'ASR reconnects (whole run)': String(sumMetric(m1, 'callscribe_asr_reconnects_total')),
       'replay audio dropped ms': String(sumMetric(m1, 'callscribe_asr_replay_dropped_ms_total')),
       'ASR errors by code': labelBreakdown(m1, 'callscribe_asr_errors_total', 'code'),
+      'heap used MB': fmt(sumMetric(m1, 'callscribe_nodejs_heap_size_used_bytes') / 2 ** 20, 0),
+      'GC ms/s (major, minor)': `${fmt(gcMs(m0, m1, 'major') / (WINDOW_MS / 1000))}, ${fmt(gcMs(m0, m1, 'minor') / (WINDOW_MS / 1000))}`,
     };
   } finally {
     await stop(sim);
@@ -265,6 +279,7 @@ async function benchFloor(): Promise<Record<string, string>> {
 
 async function main(): Promise<void> {
   process.stdout.write(`ingest benchmark: ${CALLS} two-track calls (en-auto-repairs, real time), ${WINDOW_MS / 1000} s window\n`);
+  process.stdout.write('(simulator and emulator run on the same machine under nice -n 10)\n');
   process.stdout.write('\n[callscribe ingest → DashScope emulator]\n');
   const svc = await benchService();
   for (const [k, v] of Object.entries(svc)) process.stdout.write(`  ${k.padEnd(30)} ${v}\n`);
