@@ -60,6 +60,20 @@ function matchAt(buf: Uint8Array, at: number, lit: Uint8Array): boolean {
   return true;
 }
 
+/** Value of the digits read by the last readDigits() call (module scratch: no allocation). */
+let digitsValue = 0;
+
+/** Reads 1..15 ASCII digits at `p`; returns the position after them, or -1. */
+function readDigits(buf: Uint8Array, p: number): number {
+  const n = buf.length;
+  const start = p;
+  let v = 0;
+  while (p < n && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
+  if (p === start || p - start > MAX_DIGITS) return -1;
+  digitsValue = v;
+  return p;
+}
+
 /**
  * Scans `buf`; on success fills `out`, decodes the payload into `dst` (which must hold at least
  * `buf.length` bytes, an upper bound of the decoded size) and returns true.
@@ -69,12 +83,9 @@ export function scanTwilioMedia(buf: Uint8Array, dst: Uint8Array, out: FastMedia
   if (!matchAt(buf, 0, HEAD)) return false;
   let p = HEAD.length;
 
-  // sequenceNumber
-  let v = 0;
-  let start = p;
-  while (p < n && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
-  if (p === start || p - start > MAX_DIGITS) return false;
-  out.sequenceNumber = v;
+  p = readDigits(buf, p);
+  if (p < 0) return false;
+  out.sequenceNumber = digitsValue;
   if (!matchAt(buf, p, AFTER_SEQ)) return false;
   p += AFTER_SEQ.length;
 
@@ -89,26 +100,20 @@ export function scanTwilioMedia(buf: Uint8Array, dst: Uint8Array, out: FastMedia
   if (!matchAt(buf, p, AFTER_TRACK)) return false;
   p += AFTER_TRACK.length;
 
-  // chunk
-  v = 0;
-  start = p;
-  while (p < n && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
-  if (p === start || p - start > MAX_DIGITS) return false;
-  out.chunk = v;
+  p = readDigits(buf, p);
+  if (p < 0) return false;
+  out.chunk = digitsValue;
   if (!matchAt(buf, p, AFTER_CHUNK)) return false;
   p += AFTER_CHUNK.length;
 
-  // timestamp
-  v = 0;
-  start = p;
-  while (p < n && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
-  if (p === start || p - start > MAX_DIGITS) return false;
-  out.timestampMs = v;
+  p = readDigits(buf, p);
+  if (p < 0) return false;
+  out.timestampMs = digitsValue;
   if (!matchAt(buf, p, AFTER_TS)) return false;
   p += AFTER_TS.length;
 
   // payload: strict base64, decoded on the fly; an empty payload goes the general way
-  start = p;
+  let start = p;
   while (p < n && buf[p] !== QUOTE) p++;
   const end = p;
   const len = end - start;

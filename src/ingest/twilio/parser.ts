@@ -296,24 +296,25 @@ export class TwilioStreamParser {
       return null;
     }
     this.#noteSeq(f.sequenceNumber);
-    const track = f.track;
-    if (f.chunk <= this.#lastChunk[track]) this.#stats.chunkRegressions++;
-    this.#lastChunk[track] = f.chunk;
+    return this.#mediaEvent(f.sequenceNumber, f.track, f.chunk, f.timestampMs, this.#scratch.subarray(0, f.payloadBytes));
+  }
+
+  /** The accepted media frame: per-track chunk bookkeeping, counters, the event. */
+  #mediaEvent(
+    sequenceNumber: number,
+    track: TwilioTrack,
+    chunk: number,
+    timestampMs: number,
+    payload: Buffer,
+  ): TwilioParseResult {
+    if (chunk <= this.#lastChunk[track]) this.#stats.chunkRegressions++;
+    this.#lastChunk[track] = chunk;
     const listedTrack = this.#listed[track];
     if (!listedTrack) this.#stats.unlistedTrackFrames++;
     this.#stats.events.media++;
     return {
       kind: 'event',
-      event: {
-        type: 'media',
-        sequenceNumber: f.sequenceNumber,
-        track,
-        timestampMs: f.timestampMs,
-        chunk: f.chunk,
-        payload: this.#scratch.subarray(0, f.payloadBytes),
-        codec: this.#codec,
-        listedTrack,
-      },
+      event: { type: 'media', sequenceNumber, track, timestampMs, chunk, payload, codec: this.#codec, listedTrack },
     };
   }
 
@@ -381,25 +382,7 @@ export class TwilioStreamParser {
         if (payloadBytes === 0) return this.#drop('ERR_INGEST_EMPTY_PAYLOAD');
         const track = msg.track;
         if (!isTwilioTrack(track)) return this.#drop('ERR_INGEST_UNKNOWN_TRACK');
-        const lastChunk = this.#lastChunk[track];
-        if (msg.chunk <= lastChunk) this.#stats.chunkRegressions++;
-        this.#lastChunk[track] = msg.chunk;
-        const listedTrack = this.#listed[track];
-        if (!listedTrack) this.#stats.unlistedTrackFrames++;
-        this.#stats.events.media++;
-        return {
-          kind: 'event',
-          event: {
-            type: 'media',
-            sequenceNumber: msg.sequenceNumber,
-            track,
-            timestampMs: msg.timestampMs,
-            chunk: msg.chunk,
-            payload: this.#decodePayload(payloadText, payloadBytes),
-            codec: this.#codec,
-            listedTrack,
-          },
-        };
+        return this.#mediaEvent(msg.sequenceNumber, track, msg.chunk, msg.timestampMs, this.#decodePayload(payloadText, payloadBytes));
       }
       case 'connected': {
         if (this.#state === 'stopped') return this.#drop('ERR_INGEST_AFTER_STOP');
