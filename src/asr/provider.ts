@@ -25,6 +25,8 @@ export interface AsrConnectOptions {
   readonly vocabularyId?: string | undefined;
   /** Language hint (e.g. "zh"); providers that cannot use it ignore it. */
   readonly language?: string | undefined;
+  /** Context biasing text (qwen `corpus.text`: hotwords, names, domain terms). */
+  readonly corpusText?: string | undefined;
   readonly disfluencyRemoval: boolean;
   /** Silence that ends a sentence, ms. */
   readonly maxSentenceSilenceMs: number;

@@ -43,7 +43,11 @@ export const envSchema = z.object({
   DASHSCOPE_REALTIME_URL: wsUrl.default('wss://dashscope.aliyuncs.com/api-ws/v1/realtime'),
   DASHSCOPE_WORKSPACE: z.string().min(1).optional(),
   /** Default recogniser model for every role. */
-  ASR_MODEL: z.enum(['paraformer-realtime-8k-v2']).default('paraformer-realtime-8k-v2'),
+  ASR_MODEL: z.enum(['paraformer-realtime-8k-v2', 'qwen3-asr-flash-realtime']).default('paraformer-realtime-8k-v2'),
+  /** Routing policy file (JSON or YAML): model per call and role, fallbacks, hotwords per tenant. */
+  ROUTING_FILE: z.string().min(1).optional(),
+  /** Where the per-model task-start budget lives: shared in Redis (DashScope counts per account) or per process. */
+  ASR_START_LIMITER: z.enum(['redis', 'memory']).default('redis'),
   /** Paraformer `vocabulary_id` applied to every call (hotword list). */
   ASR_VOCABULARY_ID: z.string().min(1).optional(),
   ASR_DISFLUENCY_REMOVAL: bool.default(false),

@@ -44,6 +44,11 @@ export interface Emotion {
   readonly confidence: number | null;
   /** Normalised valence: -1 negative, 0 neutral, 1 positive. */
   readonly valence: -1 | 0 | 1;
+  /**
+   * Normalised arousal where the label says it: 1 high (qwen `surprised`), 0 low; null or
+   * absent when the provider's label does not tell (paraformer's three labels).
+   */
+  readonly arousal?: 0 | 1 | null;
 }
 
 export interface Word {
