@@ -308,6 +308,7 @@ describe('paraformer provider — happy path', () => {
       provider: 'paraformer-realtime-8k-v2',
       confidence: 0.7,
       valence: 1,
+      arousal: null,
     });
     expect(p.normaliseEmotion('paraformer-realtime-8k-v2', 'bored', null).valence).toBe(0);
   });

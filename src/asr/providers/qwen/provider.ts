@@ -1,0 +1,682 @@
+/**
+ * DashScope Qwen3-ASR-Flash-Realtime client (OpenAI-Realtime-style protocol, spec Part B)
+ * behind the provider-neutral AsrProvider contract. One connection = one session:
+ *
+ *   upgrade `<url>?model=<model>` (Authorization: Bearer, OpenAI-Beta: realtime=v1)
+ *   ← session.created (its `session.id`, sess_…, is our taskId)
+ *   → session.update (pcm, sample_rate = the audio's own rate — 8000 for telephony, never
+ *     upsampled by us —, language / corpus.text when set, server VAD threshold + silence)
+ *   ← session.updated → connect() resolves
+ *   → input_audio_buffer.append (base64 PCM16LE) …
+ *   ← speech_started / text* / speech_stopped / committed / item.created / text* / completed …
+ *   → session.finish  ← (pending completed) ← session.finished  → close 1000
+ *
+ * finish() always sends `session.finish` and waits for `session.finished` before closing: a
+ * session closed without it silently drops the utterance in progress (spec B3.4).
+ *
+ * Times: Qwen gives no word timestamps. A final's start/end are the `audio_start_ms` /
+ * `audio_end_ms` of its item's speech_started / speech_stopped, in session time (ms of audio
+ * sent on this connection); see QwenItemTracker for the fallbacks. Finals carry `words: []`
+ * and the raw emotion label with a null confidence; empty transcripts are still delivered
+ * (the runner advances its timeline on them).
+ *
+ * Failures (no retries here: the AsrStreamRunner is the only retry layer):
+ * - before session.updated: HTTP 401/403 → ERR_ASR_AUTH, 429 → ERR_ASR_THROTTLED, 5xx /
+ *   network → ERR_ASR_CONNECT, close 1007 "Model not found" → ERR_ASR_UNSUPPORTED_MODEL, an
+ *   `error` event → classifyServerError, no session.updated in time → ERR_ASR_CONNECT_TIMEOUT;
+ * - after: `error` → onError (permanent for invalid_request_error, else retryable);
+ *   `…transcription.failed` → onError(ERR_ASR_ITEM_FAILED, retryable), so the runner
+ *   reconnects and resends the audio since the last final and the failed item is recognised
+ *   again rather than lost; an unexpected close → ERR_ASR_DISCONNECTED; an unasked
+ *   session.finished → ERR_ASR_TASK_FAILED.
+ * - Unknown event types (OpenAI-style servers add events freely) are counted
+ *   (asrErrors code=ERR_ASR_UNKNOWN_EVENT), logged by type only and ignored — never fatal.
+ *   Malformed events (bad JSON, a known type with a bad shape, binary frames) fail the connect
+ *   before session.updated; after it a single one is dropped and counted
+ *   (code=ERR_ASR_PROTOCOL) and more than `maxProtocolErrors` fail the connection.
+ *
+ * Liveness: after session.updated the client pings every `pingIntervalMs`; a whole interval
+ * without any pong or message declares the connection dead (ERR_ASR_DISCONNECTED).
+ */
+import { WebSocket, type RawData } from 'ws';
+import { AppError } from '../../../core/errors.js';
+import type { Emotion } from '../../../core/types.js';
+import type { Logger } from '../../../observability/logger.js';
+import type { Metrics } from '../../../observability/metrics.js';
+import { normaliseQwenEmotion, QWEN_EMOTION_LABELS } from '../../emotion.js';
+import type {
+  AsrCapabilities,
+  AsrConnection,
+  AsrConnectionHandlers,
+  AsrConnectOptions,
+  AsrEvent,
+  AsrProvider,
+} from '../../provider.js';
+import {
+  buildAppend,
+  buildSessionFinish,
+  buildSessionUpdate,
+  closedBeforeStartError,
+  createEventIds,
+  handshakeError,
+  isQwenModel,
+  itemFailedError,
+  MAX_CORPUS_CHARS,
+  parseServerMessage,
+  QWEN_MODELS,
+  QWEN_SAMPLE_RATES_HZ,
+  QwenItemTracker,
+  serverError,
+  SILENCE_DURATION_MAX_MS,
+  SILENCE_DURATION_MIN_MS,
+  type ParseFailureReason,
+  type QwenServerEvent,
+} from './messages.js';
+
+export const QWEN_PROVIDER_NAME = 'dashscope-qwen-asr';
+export { QWEN_MODELS };
+
+const CAPABILITIES: AsrCapabilities = {
+  emotionLabels: QWEN_EMOTION_LABELS,
+  emotionConfidence: false,
+  wordTimestamps: false,
+  sampleRatesHz: QWEN_SAMPLE_RATES_HZ,
+};
+
+export interface QwenProviderOptions {
+  /** DASHSCOPE_REALTIME_URL, without `?model=` (added per connection). */
+  readonly url: string;
+  readonly apiKey: string | undefined;
+  readonly workspace?: string | undefined;
+  readonly logger: Logger;
+  /** Optional: counts dropped malformed / unknown server events (asrErrors). */
+  readonly metrics?: Metrics | undefined;
+  /** Upgrade → session.created → session.update → session.updated, ms. Default 10 000. */
+  readonly connectTimeoutMs?: number | undefined;
+  readonly userAgent?: string | undefined;
+  /**
+   * Server VAD threshold, [-1, 1]; lower is more sensitive. Default 0.0, the value the docs
+   * recommend (spec B3.1; the server's own default is 0.2): on a phone line a missed quiet
+   * word costs a lost sentence, while noise taken for speech costs at most an empty item.
+   */
+  readonly vadThreshold?: number | undefined;
+  /** Client ping cadence after session.updated, ms; 0 disables the liveness check. Default 20 000. */
+  readonly pingIntervalMs?: number | undefined;
+  /** Dropped malformed messages tolerated per connection before it is failed. Default 10. */
+  readonly maxProtocolErrors?: number | undefined;
+  /** Largest server frame accepted, bytes. Default 1 MiB. */
+  readonly maxPayloadBytes?: number | undefined;
+}
+
+export const DEFAULT_VAD_THRESHOLD = 0.0;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_PING_INTERVAL_MS = 20_000;
+const DEFAULT_MAX_PROTOCOL_ERRORS = 10;
+const DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20;
+/** A polite close that gets no answer is cut off after this long (pipecat's WS_CLOSE_TIMEOUT). */
+const CLOSE_TIMEOUT_MS = 2_000;
+/** Distinct unknown event types logged at info level per connection (the rest at debug). */
+const MAX_UNKNOWN_TYPES_LOGGED = 16;
+
+function defaultUserAgent(): string {
+  return `callscribe/0.1.0; node/${process.versions.node}; platform/${process.platform}; processor/${process.arch}`;
+}
+
+export function createQwenProvider(opts: QwenProviderOptions): AsrProvider {
+  const vadThreshold = opts.vadThreshold ?? DEFAULT_VAD_THRESHOLD;
+  if (!Number.isFinite(vadThreshold) || vadThreshold < -1 || vadThreshold > 1) {
+    throw new AppError('ERR_ASR_BAD_REQUEST', 'qwen VAD threshold must be within [-1, 1]', {
+      category: 'invalid_request',
+      retryable: false,
+      details: { vadThreshold },
+    });
+  }
+  const deps: ConnectionDeps = {
+    url: opts.url,
+    apiKey: opts.apiKey,
+    workspace: opts.workspace,
+    logger: opts.logger,
+    metrics: opts.metrics,
+    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    userAgent: opts.userAgent ?? defaultUserAgent(),
+    vadThreshold,
+    pingIntervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+    maxProtocolErrors: opts.maxProtocolErrors ?? DEFAULT_MAX_PROTOCOL_ERRORS,
+    maxPayloadBytes: opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+  };
+  return {
+    name: QWEN_PROVIDER_NAME,
+    models: QWEN_MODELS,
+    capabilities(model: string): AsrCapabilities {
+      if (!isQwenModel(model)) throw unsupportedModel(model);
+      return CAPABILITIES;
+    },
+    connect(options: AsrConnectOptions, handlers: AsrConnectionHandlers): Promise<AsrConnection> {
+      return openConnection(deps, options, handlers);
+    },
+    normaliseEmotion(model: string, raw: string): Emotion {
+      return normaliseQwenEmotion(model, raw);
+    },
+  };
+}
+
+function unsupportedModel(model: string): AppError {
+  return new AppError('ERR_ASR_UNSUPPORTED_MODEL', 'model not supported by the qwen provider', {
+    category: 'invalid_request',
+    retryable: false,
+    details: { model },
+  });
+}
+
+function badRequest(message: string, details: Record<string, unknown>): AppError {
+  return new AppError('ERR_ASR_BAD_REQUEST', message, { category: 'invalid_request', retryable: false, details });
+}
+
+interface ConnectionDeps {
+  readonly url: string;
+  readonly apiKey: string | undefined;
+  readonly workspace: string | undefined;
+  readonly logger: Logger;
+  readonly metrics: Metrics | undefined;
+  readonly connectTimeoutMs: number;
+  readonly userAgent: string;
+  readonly vadThreshold: number;
+  readonly pingIntervalMs: number;
+  readonly maxProtocolErrors: number;
+  readonly maxPayloadBytes: number;
+}
+
+/** `<url>?model=<model>` (or `&model=` when the URL already has a query). */
+export function sessionUrl(url: string, model: string): string {
+  return `${url}${url.includes('?') ? '&' : '?'}model=${encodeURIComponent(model)}`;
+}
+
+function openConnection(
+  deps: ConnectionDeps,
+  options: AsrConnectOptions,
+  handlers: AsrConnectionHandlers,
+): Promise<AsrConnection> {
+  if (!isQwenModel(options.model)) return Promise.reject(unsupportedModel(options.model));
+  if (!(QWEN_SAMPLE_RATES_HZ as readonly number[]).includes(options.sampleRateHz)) {
+    return Promise.reject(
+      badRequest('qwen3-asr-flash-realtime accepts 8000 or 16000 Hz only', {
+        model: options.model,
+        sampleRateHz: options.sampleRateHz,
+      }),
+    );
+  }
+  const silence = options.maxSentenceSilenceMs;
+  if (!Number.isInteger(silence) || silence < SILENCE_DURATION_MIN_MS || silence > SILENCE_DURATION_MAX_MS) {
+    return Promise.reject(
+      badRequest('qwen silence_duration_ms must be an integer within [200, 6000]', { maxSentenceSilenceMs: silence }),
+    );
+  }
+  if (!deps.apiKey) {
+    return Promise.reject(
+      new AppError('ERR_ASR_NO_API_KEY', 'no DashScope API key configured', {
+        category: 'authentication',
+        retryable: false,
+      }),
+    );
+  }
+  const headers: Record<string, string> = {
+    Authorization: `Bearer ${deps.apiKey}`,
+    'OpenAI-Beta': 'realtime=v1',
+    'user-agent': deps.userAgent,
+  };
+  if (deps.workspace) headers['X-DashScope-WorkSpace'] = deps.workspace;
+  let ws: WebSocket;
+  try {
+    ws = new WebSocket(sessionUrl(deps.url, options.model), {
+      headers,
+      maxPayload: deps.maxPayloadBytes,
+      perMessageDeflate: false,
+    });
+  } catch (err) {
+    // only a malformed URL throws synchronously
+    return Promise.reject(
+      new AppError('ERR_ASR_BAD_REQUEST', 'invalid recogniser URL', {
+        category: 'invalid_request',
+        retryable: false,
+        cause: err,
+      }),
+    );
+  }
+  return new Promise<AsrConnection>((resolve, reject) => {
+    // the constructor wires every listener; it settles the promise exactly once
+    new QwenConnection(deps, ws, options, handlers, resolve, reject);
+  });
+}
+
+type State =
+  | 'connecting' // socket not open yet
+  | 'awaiting-created' // open, waiting for session.created
+  | 'updating' // session.update sent, waiting for session.updated
+  | 'running'
+  | 'finishing' // session.finish sent, waiting for session.finished
+  | 'finished'
+  | 'failed'
+  | 'closed';
+
+function isStarting(s: State): boolean {
+  return s === 'connecting' || s === 'awaiting-created' || s === 'updating';
+}
+
+function rawDataToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function errCode(err: Error): string | undefined {
+  return 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+class QwenConnection implements AsrConnection {
+  private sessionId = '';
+  private state: State = 'connecting';
+  private log: Logger;
+  private readonly model: string;
+  private readonly nextEventId = createEventIds();
+  private readonly tracker = new QwenItemTracker();
+  private readonly bytesPerMs: number;
+  private sentBytes = 0;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private finishTimer: NodeJS.Timeout | null = null;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private heardSinceLastPing = true;
+  private protocolErrors = 0;
+  private readonly unknownTypesLogged = new Set<string>();
+  private terminalError: AppError | null = null;
+  private finishPromise: Promise<void> | null = null;
+  private finishSettle: { resolve: () => void; reject: (e: AppError) => void } | null = null;
+
+  constructor(
+    private readonly deps: ConnectionDeps,
+    private readonly ws: WebSocket,
+    private readonly options: AsrConnectOptions,
+    private readonly handlers: AsrConnectionHandlers,
+    private readonly resolveStart: (c: AsrConnection) => void,
+    private readonly rejectStart: (e: AppError) => void,
+  ) {
+    this.model = options.model;
+    this.bytesPerMs = (options.sampleRateHz / 1000) * 2;
+    this.log = deps.logger.child({ model: this.model, ...(options.logContext ?? {}) });
+    this.connectTimer = setTimeout(() => this.onConnectTimeout(), deps.connectTimeoutMs);
+    this.ws.on('open', () => this.onOpen());
+    this.ws.on('unexpected-response', (_req, res) => {
+      const status = res.statusCode ?? 0;
+      res.resume();
+      this.failStart(handshakeError(status));
+    });
+    this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    this.ws.on('pong', () => {
+      this.heardSinceLastPing = true;
+    });
+    this.ws.on('error', (err) => this.onSocketError(err));
+    this.ws.on('close', (code, reason) => this.onClose(code, reason.toString('utf8')));
+  }
+
+  /** The server's session id (sess_…), known from session.created on. */
+  get taskId(): string {
+    return this.sessionId;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Audio sent on this connection so far, ms (session time). */
+  private get sentMs(): number {
+    return this.sentBytes / this.bytesPerMs;
+  }
+
+  sendAudio(pcm: Buffer): void {
+    if (this.state !== 'running' || this.ws.readyState !== WebSocket.OPEN || pcm.length === 0) return;
+    this.sentBytes += pcm.length;
+    this.ws.send(buildAppend(this.nextEventId(), pcm));
+  }
+
+  finish(timeoutMs: number): Promise<void> {
+    if (this.finishPromise) return this.finishPromise;
+    if (this.state !== 'running') {
+      this.finishPromise = Promise.reject(this.terminalError ?? closedError());
+      return this.finishPromise;
+    }
+    this.state = 'finishing';
+    this.finishPromise = new Promise<void>((resolve, reject) => {
+      this.finishSettle = { resolve, reject };
+    });
+    this.ws.send(JSON.stringify(buildSessionFinish(this.nextEventId())));
+    this.finishTimer = setTimeout(() => {
+      this.log.warn({ code: 'ERR_ASR_FINISH_TIMEOUT', timeoutMs }, 'recogniser did not finish the session in time');
+      this.fail(
+        new AppError('ERR_ASR_FINISH_TIMEOUT', 'recogniser did not confirm session.finished in time', {
+          category: 'server',
+          retryable: true,
+          details: { timeoutMs, taskId: this.sessionId },
+        }),
+      );
+    }, timeoutMs);
+    return this.finishPromise;
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    const wasFinishing = this.state === 'finishing';
+    this.state = 'closed';
+    this.clearTimers();
+    if (wasFinishing && this.finishSettle) {
+      this.finishSettle.reject(closedError());
+      this.finishSettle = null;
+    }
+    this.closeSocket();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private onOpen(): void {
+    if (this.state !== 'connecting') return;
+    this.state = 'awaiting-created';
+  }
+
+  private onConnectTimeout(): void {
+    this.failStart(
+      new AppError('ERR_ASR_CONNECT_TIMEOUT', 'recogniser did not start the session in time', {
+        category: 'connectivity',
+        retryable: true,
+        details: { timeoutMs: this.deps.connectTimeoutMs, phase: this.state },
+      }),
+    );
+  }
+
+  private sendSessionUpdate(): void {
+    const corpus = this.options.corpusText;
+    if (corpus !== undefined && corpus.length > MAX_CORPUS_CHARS) {
+      this.log.warn({ code: 'ERR_ASR_CORPUS_TRUNCATED', chars: corpus.length, maxChars: MAX_CORPUS_CHARS }, 'qwen corpus text truncated');
+    }
+    const update = buildSessionUpdate(this.nextEventId(), {
+      sampleRateHz: this.options.sampleRateHz,
+      language: this.options.language,
+      corpusText: corpus,
+      vadThreshold: this.deps.vadThreshold,
+      silenceDurationMs: this.options.maxSentenceSilenceMs,
+    });
+    this.ws.send(JSON.stringify(update));
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    this.heardSinceLastPing = true;
+    if (this.state === 'finished' || this.state === 'failed' || this.state === 'closed') return;
+    if (isBinary) {
+      this.protocolError('binary-frame', null, []);
+      return;
+    }
+    const parsed = parseServerMessage(rawDataToString(data));
+    if (!parsed.ok) {
+      if (parsed.reason === 'unknown-event') this.unknownEvent(parsed.eventType ?? '');
+      else this.protocolError(parsed.reason, parsed.eventType, parsed.paths);
+      return;
+    }
+    if (isStarting(this.state)) this.onStartingEvent(parsed.event);
+    else this.onSessionEvent(parsed.event);
+  }
+
+  private onStartingEvent(ev: QwenServerEvent): void {
+    switch (ev.type) {
+      case 'session.created':
+        if (this.state !== 'awaiting-created') return; // a repeat: ignore
+        this.sessionId = ev.sessionId;
+        this.log = this.log.child({ taskId: ev.sessionId });
+        this.state = 'updating';
+        this.sendSessionUpdate();
+        return;
+      case 'session.updated':
+        // one that arrives before our session.update was sent is not our answer
+        if (this.state !== 'updating') return;
+        this.state = 'running';
+        this.clearConnectTimer();
+        this.startPing();
+        this.log.debug('recogniser session started');
+        this.resolveStart(this);
+        return;
+      case 'error':
+        this.failStart(serverError(ev.error, this.sessionId));
+        return;
+      case 'session.finished':
+        this.failStart(
+          new AppError('ERR_ASR_TASK_FAILED', 'recogniser ended the session before it started', {
+            category: 'server',
+            retryable: true,
+            details: { taskId: this.sessionId, providerEvent: ev.type },
+          }),
+        );
+        return;
+      default:
+        // VAD/transcription events cannot concern us before any audio: ignore
+        this.log.debug({ eventType: ev.type }, 'recogniser event before session.updated ignored');
+        return;
+    }
+  }
+
+  private onSessionEvent(ev: QwenServerEvent): void {
+    switch (ev.type) {
+      case 'session.created':
+        this.protocolError('unexpected-event', ev.type, []);
+        return;
+      case 'session.updated':
+      case 'input_audio_buffer.committed':
+      case 'conversation.item.created':
+        return;
+      case 'input_audio_buffer.speech_started':
+        this.tracker.speechStarted(ev.itemId, ev.audioStartMs);
+        return;
+      case 'input_audio_buffer.speech_stopped':
+        this.tracker.speechStopped(ev.itemId, ev.audioEndMs);
+        return;
+      case 'conversation.item.input_audio_transcription.text':
+        this.deliver(this.tracker.interim(ev.itemId, ev.text, ev.stash));
+        return;
+      case 'conversation.item.input_audio_transcription.completed':
+        this.deliver(this.tracker.completed(ev.itemId, ev.transcript, ev.emotion, this.sentMs));
+        return;
+      case 'conversation.item.input_audio_transcription.failed':
+        this.tracker.failed(ev.itemId);
+        this.fail(itemFailedError(ev.error, ev.itemId, this.sessionId));
+        return;
+      case 'error':
+        this.fail(serverError(ev.error, this.sessionId));
+        return;
+      case 'session.finished':
+        if (this.state === 'finishing') {
+          this.state = 'finished';
+          this.clearTimers();
+          const settle = this.finishSettle;
+          this.finishSettle = null;
+          settle?.resolve();
+          this.closeSocket();
+        } else {
+          this.fail(
+            new AppError('ERR_ASR_TASK_FAILED', 'recogniser ended the session unasked', {
+              category: 'server',
+              retryable: true,
+              details: { taskId: this.sessionId, providerEvent: ev.type },
+            }),
+          );
+        }
+        return;
+    }
+  }
+
+  private deliver(event: AsrEvent): void {
+    try {
+      this.handlers.onEvent(event);
+    } catch (err) {
+      this.log.error({ code: 'ERR_ASR_HANDLER', err }, 'ASR event handler threw');
+    }
+  }
+
+  private unknownEvent(eventType: string): void {
+    this.deps.metrics?.asrErrors.inc({ model: this.model, code: 'ERR_ASR_UNKNOWN_EVENT' });
+    if (!this.unknownTypesLogged.has(eventType) && this.unknownTypesLogged.size < MAX_UNKNOWN_TYPES_LOGGED) {
+      this.unknownTypesLogged.add(eventType);
+      this.log.info({ code: 'ERR_ASR_UNKNOWN_EVENT', eventType }, 'unknown recogniser event ignored');
+    } else {
+      this.log.debug({ code: 'ERR_ASR_UNKNOWN_EVENT', eventType }, 'unknown recogniser event ignored');
+    }
+  }
+
+  private protocolError(
+    reason: ParseFailureReason | 'unexpected-event',
+    eventType: string | null,
+    paths: readonly string[],
+  ): void {
+    this.protocolErrors++;
+    this.deps.metrics?.asrErrors.inc({ model: this.model, code: 'ERR_ASR_PROTOCOL' });
+    this.log.warn({ code: 'ERR_ASR_PROTOCOL', reason, eventType, paths, count: this.protocolErrors }, 'invalid message from recogniser dropped');
+    const err = new AppError('ERR_ASR_PROTOCOL', 'invalid message from recogniser', {
+      category: 'protocol',
+      retryable: true,
+      details: { reason, eventType, taskId: this.sessionId },
+    });
+    if (isStarting(this.state)) {
+      this.failStart(err);
+    } else if (this.protocolErrors > this.deps.maxProtocolErrors) {
+      this.fail(err);
+    }
+  }
+
+  private onSocketError(err: Error): void {
+    const details = { wsError: errCode(err) ?? 'unknown', taskId: this.sessionId };
+    if (isStarting(this.state)) {
+      this.failStart(
+        new AppError('ERR_ASR_CONNECT', 'could not connect to the recogniser', {
+          category: 'connectivity',
+          retryable: true,
+          cause: err,
+          details,
+        }),
+      );
+    } else {
+      this.fail(
+        new AppError('ERR_ASR_DISCONNECTED', 'recogniser connection failed', {
+          category: 'connectivity',
+          retryable: true,
+          cause: err,
+          details,
+        }),
+      );
+    }
+  }
+
+  private onClose(code: number, reason: string): void {
+    this.clearCloseTimer();
+    if (isStarting(this.state)) {
+      this.failStart(closedBeforeStartError(code, reason));
+      return;
+    }
+    this.fail(
+      new AppError('ERR_ASR_DISCONNECTED', 'recogniser connection closed', {
+        category: 'connectivity',
+        retryable: true,
+        details: { closeCode: code, closeReason: reason.slice(0, 123), taskId: this.sessionId },
+      }),
+    );
+  }
+
+  /** Fails the connect (before session.updated). Settles the connect promise once. */
+  private failStart(err: AppError): void {
+    if (!isStarting(this.state)) return;
+    this.state = 'failed';
+    this.terminalError = err;
+    this.clearTimers();
+    this.log.info({ code: err.code, ...err.details }, 'recogniser connect failed');
+    this.rejectStart(err);
+    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
+  }
+
+  /** Fails a started session: rejects a pending finish(), else calls onError — once. */
+  private fail(err: AppError): void {
+    if (this.state !== 'running' && this.state !== 'finishing') return;
+    const wasFinishing = this.state === 'finishing';
+    this.state = 'failed';
+    this.terminalError = err;
+    this.clearTimers();
+    this.log.info({ code: err.code, ...err.details }, 'recogniser session ended with an error');
+    if (wasFinishing) {
+      const settle = this.finishSettle;
+      this.finishSettle = null;
+      settle?.reject(err);
+    } else {
+      try {
+        this.handlers.onError(err);
+      } catch (handlerErr) {
+        this.log.error({ code: 'ERR_ASR_HANDLER', err: handlerErr }, 'ASR error handler threw');
+      }
+    }
+    this.closeSocket();
+  }
+
+  private startPing(): void {
+    if (this.deps.pingIntervalMs <= 0) return;
+    this.heardSinceLastPing = true;
+    this.pingTimer = setInterval(() => {
+      if (!this.heardSinceLastPing) {
+        this.fail(
+          new AppError('ERR_ASR_DISCONNECTED', 'recogniser stopped answering pings', {
+            category: 'connectivity',
+            retryable: true,
+            details: { reason: 'ping-timeout', taskId: this.sessionId },
+          }),
+        );
+        return;
+      }
+      this.heardSinceLastPing = false;
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    }, this.deps.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  private closeSocket(): void {
+    const rs = this.ws.readyState;
+    if (rs === WebSocket.CLOSED) return;
+    if (rs === WebSocket.OPEN) {
+      this.ws.close(1000);
+      if (!this.closeTimer) {
+        this.closeTimer = setTimeout(() => {
+          if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
+        }, CLOSE_TIMEOUT_MS);
+        this.closeTimer.unref();
+      }
+    } else if (rs === WebSocket.CONNECTING) {
+      this.ws.terminate();
+    }
+    // CLOSING: the close handshake is already under way (with its own timer)
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+  }
+
+  private clearCloseTimer(): void {
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+  }
+
+  private clearTimers(): void {
+    this.clearConnectTimer();
+    if (this.finishTimer) clearTimeout(this.finishTimer);
+    this.finishTimer = null;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}
+
+function closedError(): AppError {
+  return new AppError('ERR_ASR_CLOSED', 'recogniser connection already closed', {
+    category: 'application',
+    retryable: false,
+  });
+}
