@@ -1,7 +1,7 @@
 /**
  * The DashScope emulator's configurable behaviour ("knobs"), its counters and its shared fault
- * state. Defaults follow specs/dashscope-protocol.md Part A (A7, A8, A10); the items the spec
- * marks [UNCONFIRMED] are knobs so that tests can exercise every plausible variant.
+ * state. Defaults follow specs/dashscope-protocol.md Part A (A7, A8, A10) and Part B (B6, B7); the
+ * items the spec marks [UNCONFIRMED] are knobs so that tests can exercise every plausible variant.
  */
 import { AppError } from '../core/errors.js';
 
@@ -12,12 +12,32 @@ export interface FailTasksFault {
   readonly count: number;
 }
 
+/** How a qwen outage refuses a new realtime session. */
+export type QwenOutageMode = 'http-503' | 'close-1011' | 'error-event';
+
+/** While set, new qwen realtime sessions are refused. */
+export interface QwenOutageFault {
+  /**
+   * http-503: the upgrade is refused with HTTP 503; close-1011: the upgrade is accepted and the
+   * socket closed at once with 1011; error-event: accepted, an `error` event (server_error), then
+   * close 1011. No session.created in any mode.
+   */
+  readonly mode: QwenOutageMode;
+  /** Refuse the next `count` sessions; null: every session until the fault is cleared. */
+  readonly count: number | null;
+  /** Also destroy every open qwen session (TCP, no close frame) when the fault is set. */
+  readonly dropLive?: boolean;
+}
+
 /**
  * Injected faults. Every field is optional in `setKnobs()`: a `faults` object is merged field
  * by field into the current faults.
  */
 export interface EmulatorFaults {
-  /** After N binary frames on a connection, destroy its TCP socket without a close frame. */
+  /**
+   * After N audio frames on a connection (binary frames on paraformer, input_audio_buffer.append
+   * events on qwen), destroy its TCP socket without a close frame.
+   */
   dropAfterFrames?: number | null;
   /**
    * How many connections get a drop fault (dropAfterFrames or dropInSentence), counted over the
@@ -28,6 +48,8 @@ export interface EmulatorFaults {
   dropInSentence?: number | null;
   /** The next `count` run-tasks get task-failed(code, message) instead of task-started, then close. */
   failTasks?: FailTasksFault | null;
+  /** Qwen realtime sessions are refused (see QwenOutageFault); null: no outage. */
+  qwenOutage?: QwenOutageFault | null;
 }
 
 export interface EmulatorKnobs {
@@ -57,6 +79,33 @@ export interface EmulatorKnobs {
   maxSentenceMs: number;
   /** Injected faults (see EmulatorFaults). */
   faults: EmulatorFaults;
+  // --- Part B: qwen3-asr-flash-realtime (the [UNCONFIRMED] items of B6 / open item 7) ---
+  /** No input_audio_buffer.append for this long (wall-clock) → `error` idle_timeout, then close. */
+  qwenIdleTimeoutMs: number;
+  /** Longest session (wall-clock from the upgrade) → `error` session_expired, then close; 0: no limit. */
+  qwenMaxSessionMs: number;
+  /** How a session over the rate limit (`rps`, per key and model) is refused. */
+  qwenThrottleMode: 'http-429' | 'error-event';
+  /** Client events the protocol does not define for ASR (input_audio_buffer.clear, response.create, …). */
+  qwenUnknownEventMode: 'error-event' | 'ignore';
+  /** After session.finished, close the socket ourselves if the client has not after this long. */
+  qwenFinishGraceMs: number;
+  /** Audio ms between interim `…transcription.text` events of an item. */
+  qwenTextEveryMs: number;
+  /**
+   * during-speech: text events stream between speech_started and speech_stopped (as a capture
+   * shows), plus one full-text event after item.created; after-commit: text events only after
+   * item.created (the docs' order).
+   */
+  qwenTextTiming: 'during-speech' | 'after-commit';
+  /** Send input_audio_buffer.committed and conversation.item.created in VAD mode (a capture shows neither). */
+  qwenCommitEvents: boolean;
+  /** Close the socket (1000) after an `error` caused by a client event. */
+  qwenCloseAfterError: boolean;
+  /** Send an unsolicited session.updated right after session.created. */
+  qwenUnsolicitedUpdated: boolean;
+  /** Add `usage: {type: 'duration', seconds}` to …transcription.completed. */
+  qwenCompletedUsage: boolean;
   // --- emulator-specific (not DashScope behaviour) ---
   /** Send an empty-text result with sentence_begin=true when a sentence starts. */
   sentenceBeginEvent: boolean;
@@ -82,6 +131,7 @@ export const DEFAULT_FAULTS: Readonly<Required<EmulatorFaults>> = Object.freeze(
   dropConnections: 1,
   dropInSentence: null,
   failTasks: null,
+  qwenOutage: null,
 });
 
 export const DEFAULT_KNOBS: Readonly<EmulatorKnobs> = Object.freeze({
@@ -98,6 +148,17 @@ export const DEFAULT_KNOBS: Readonly<EmulatorKnobs> = Object.freeze({
   interimEveryMs: 200,
   maxSentenceMs: 20_000,
   faults: DEFAULT_FAULTS,
+  qwenIdleTimeoutMs: 60_000,
+  qwenMaxSessionMs: 0,
+  qwenThrottleMode: 'error-event',
+  qwenUnknownEventMode: 'error-event',
+  qwenFinishGraceMs: 10_000,
+  qwenTextEveryMs: 200,
+  qwenTextTiming: 'during-speech',
+  qwenCommitEvents: true,
+  qwenCloseAfterError: false,
+  qwenUnsolicitedUpdated: false,
+  qwenCompletedUsage: false,
   sentenceBeginEvent: true,
   scriptToleranceMs: 300,
   mergeHoldMs: 1500,
@@ -128,12 +189,14 @@ function mergeFaults(base: EmulatorFaults, patch: EmulatorFaults | undefined): R
     dropConnections: base.dropConnections ?? DEFAULT_FAULTS.dropConnections,
     dropInSentence: base.dropInSentence ?? null,
     failTasks: base.failTasks ?? null,
+    qwenOutage: base.qwenOutage ?? null,
   };
   if (patch === undefined) return out;
   if (patch.dropAfterFrames !== undefined) out.dropAfterFrames = patch.dropAfterFrames;
   if (patch.dropConnections !== undefined) out.dropConnections = patch.dropConnections;
   if (patch.dropInSentence !== undefined) out.dropInSentence = patch.dropInSentence;
   if (patch.failTasks !== undefined) out.failTasks = patch.failTasks;
+  if (patch.qwenOutage !== undefined) out.qwenOutage = patch.qwenOutage;
   return out;
 }
 
@@ -172,6 +235,24 @@ export function applyKnobs(base: Readonly<EmulatorKnobs>, patch: Partial<Emulato
   if (ft !== null && ft !== undefined) {
     if (typeof ft.code !== 'string' || ft.code === '' || typeof ft.message !== 'string') throw invalid('faults.failTasks');
     checkInt('faults.failTasks.count', ft.count, 0);
+  }
+  const qo = merged.faults.qwenOutage;
+  if (qo !== null && qo !== undefined) {
+    if (qo.mode !== 'http-503' && qo.mode !== 'close-1011' && qo.mode !== 'error-event') throw invalid('faults.qwenOutage.mode');
+    checkNullableInt('faults.qwenOutage.count', qo.count, 0);
+    if (qo.dropLive !== undefined && typeof qo.dropLive !== 'boolean') throw invalid('faults.qwenOutage.dropLive');
+  }
+  checkInt('qwenIdleTimeoutMs', merged.qwenIdleTimeoutMs, 1);
+  checkInt('qwenMaxSessionMs', merged.qwenMaxSessionMs, 0);
+  if (merged.qwenThrottleMode !== 'http-429' && merged.qwenThrottleMode !== 'error-event') throw invalid('qwenThrottleMode');
+  if (merged.qwenUnknownEventMode !== 'error-event' && merged.qwenUnknownEventMode !== 'ignore') {
+    throw invalid('qwenUnknownEventMode');
+  }
+  checkInt('qwenFinishGraceMs', merged.qwenFinishGraceMs, 1);
+  checkInt('qwenTextEveryMs', merged.qwenTextEveryMs, 10);
+  if (merged.qwenTextTiming !== 'during-speech' && merged.qwenTextTiming !== 'after-commit') throw invalid('qwenTextTiming');
+  for (const k of ['qwenCommitEvents', 'qwenCloseAfterError', 'qwenUnsolicitedUpdated', 'qwenCompletedUsage'] as const) {
+    if (typeof merged[k] !== 'boolean') throw invalid(k);
   }
   if (typeof merged.sentenceBeginEvent !== 'boolean') throw invalid('sentenceBeginEvent');
   checkInt('scriptToleranceMs', merged.scriptToleranceMs, 0, 5000);
@@ -216,6 +297,32 @@ export interface EmulatorStats {
   /** Sentences whose audio was found in the fixture call / not found. */
   scriptMatches: number;
   scriptMisses: number;
+  // --- Part B: qwen realtime sessions ---
+  /** Sessions that got session.created. */
+  qwenSessions: number;
+  /** Sessions that got session.finished. */
+  qwenSessionsFinished: number;
+  /** Upgrades closed with 1007 "Model not found". */
+  qwenModelNotFound: number;
+  /** Sessions refused by the rate limiter (HTTP 429 or an error event). */
+  qwenThrottled: number;
+  /** Sessions refused by the qwenOutage fault. */
+  qwenOutageRefusals: number;
+  /** Open sessions destroyed when qwenOutage was set with dropLive. */
+  qwenOutageDrops: number;
+  /** input_audio_buffer.append events received (and their decoded bytes). */
+  qwenAppends: number;
+  qwenAudioBytes: number;
+  /** Items completed (…transcription.completed sent). */
+  qwenItemsCompleted: number;
+  /** Interim …transcription.text events sent. */
+  qwenTextEvents: number;
+  /** `error` events sent, by error.code. */
+  qwenErrors: Record<string, number>;
+  /** Client events ignored (unknown events in ignore mode, events after session.finish). */
+  qwenEventsIgnored: number;
+  /** Items in progress lost because the connection ended without session.finish (client close, drops). */
+  itemsDroppedOnClose: number;
 }
 
 export function createEmulatorStats(): EmulatorStats {
@@ -240,12 +347,25 @@ export function createEmulatorStats(): EmulatorStats {
     heartbeatsSent: 0,
     scriptMatches: 0,
     scriptMisses: 0,
+    qwenSessions: 0,
+    qwenSessionsFinished: 0,
+    qwenModelNotFound: 0,
+    qwenThrottled: 0,
+    qwenOutageRefusals: 0,
+    qwenOutageDrops: 0,
+    qwenAppends: 0,
+    qwenAudioBytes: 0,
+    qwenItemsCompleted: 0,
+    qwenTextEvents: 0,
+    qwenErrors: {},
+    qwenEventsIgnored: 0,
+    itemsDroppedOnClose: 0,
   };
 }
 
 /** A copy of `stats` that later counting does not change. */
 export function snapshotStats(stats: EmulatorStats): EmulatorStats {
-  return { ...stats, tasksFailed: { ...stats.tasksFailed } };
+  return { ...stats, tasksFailed: { ...stats.tasksFailed }, qwenErrors: { ...stats.qwenErrors } };
 }
 
 /**
@@ -255,9 +375,11 @@ export function snapshotStats(stats: EmulatorStats): EmulatorStats {
 export class FaultState {
   private dropsUsed = 0;
   private failTasksLeft: number;
+  private qwenOutageLeft: number;
 
   constructor(private readonly knobs: EmulatorKnobs) {
     this.failTasksLeft = knobs.faults.failTasks?.count ?? 0;
+    this.qwenOutageLeft = knobs.faults.qwenOutage?.count ?? 0;
   }
 
   get dropAfterFrames(): number | null {
@@ -284,11 +406,22 @@ export class FaultState {
     return ft;
   }
 
+  /** The outage mode refusing the next qwen session (one of `count` used up), or null. */
+  tryConsumeQwenOutage(): QwenOutageMode | null {
+    const o = this.knobs.faults.qwenOutage;
+    if (!o) return null;
+    if (o.count === null) return o.mode;
+    if (this.qwenOutageLeft <= 0) return null;
+    this.qwenOutageLeft--;
+    return o.mode;
+  }
+
   /** Call after the knobs were patched with `patch`: restarts the budgets it touches. */
   onKnobsChanged(patch: Partial<EmulatorKnobs>): void {
     const f = patch.faults;
     if (!f) return;
     if (f.failTasks !== undefined) this.failTasksLeft = f.failTasks?.count ?? 0;
+    if (f.qwenOutage !== undefined) this.qwenOutageLeft = f.qwenOutage?.count ?? 0;
     if (f.dropAfterFrames !== undefined || f.dropInSentence !== undefined || f.dropConnections !== undefined) {
       this.dropsUsed = 0;
     }

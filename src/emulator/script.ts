@@ -202,6 +202,8 @@ export interface ScriptLine {
   readonly startMs: number;
   readonly endMs: number;
   readonly emotion: ParaformerEmotion;
+  /** The line's qwen3-asr emotion label (`emotion.qwen` in script.json), when the script has one. */
+  readonly qwenEmotion?: string;
   readonly units: readonly TextUnit[];
   readonly joiner: '' | ' ';
 }
@@ -226,6 +228,8 @@ const MAX_CANDIDATES = 4;
 
 export class CallScript {
   readonly name: string;
+  /** script.json `language` (e.g. "zh"), when given. */
+  readonly language: string | undefined;
   readonly tracks: readonly RoleTrack[];
   readonly lines: readonly ScriptLine[];
   private readonly byRole = new Map<string, ScriptLine[]>();
@@ -235,8 +239,10 @@ export class CallScript {
     tracks: readonly RoleTrack[],
     lines: ReadonlyArray<Omit<ScriptLine, 'units' | 'joiner'>>,
     splitMode: SplitMode = 'auto',
+    language?: string,
   ) {
     this.name = name;
+    this.language = language;
     this.tracks = tracks;
     this.lines = lines.map((l) => ({ ...l, ...splitText(l.text, splitMode) }));
     for (const line of this.lines) {
@@ -302,7 +308,7 @@ const scriptSchema = z.object({
       text: z.string(),
       startMs: z.number().nonnegative(),
       endMs: z.number().nonnegative(),
-      emotion: z.object({ paraformer: emotionSchema.optional() }).optional(),
+      emotion: z.object({ paraformer: emotionSchema.optional(), qwen: z.string().min(1).optional() }).optional(),
     }),
   ),
 });
@@ -348,9 +354,16 @@ export async function loadCallScript(dir: string): Promise<CallScript> {
       startMs: l.startMs,
       endMs: Math.max(l.startMs, l.endMs),
       emotion: l.emotion?.paraformer ?? PLACEHOLDER_EMOTION,
+      ...(l.emotion?.qwen !== undefined ? { qwenEmotion: l.emotion.qwen } : {}),
     }))
     .filter((l) => roles.has(l.role));
-  return new CallScript(parsed.data.name ?? path.basename(root), tracks, lines, splitModeForLanguage(parsed.data.language));
+  return new CallScript(
+    parsed.data.name ?? path.basename(root),
+    tracks,
+    lines,
+    splitModeForLanguage(parsed.data.language),
+    parsed.data.language,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

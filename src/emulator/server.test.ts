@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { silentLogger } from '../observability/logger.js';
 import type { EmulatorKnobs } from './knobs.js';
+import { QWEN_ID_PATTERN } from './qwen-session.js';
 import { parseWav } from './script.js';
 import { bearerKey, startEmulator, type EmulatorHandle } from './server.js';
 
@@ -22,7 +23,7 @@ interface ScriptLine {
   text: string;
   startMs: number;
   endMs: number;
-  emotion: { paraformer: { tag: string; confidence: number } };
+  emotion: { paraformer: { tag: string; confidence: number }; qwen: string };
 }
 const LINES = (JSON.parse(readFileSync(path.join(ZH_CALL, 'script.json'), 'utf8')) as { lines: ScriptLine[] }).lines;
 const CUSTOMER_LINES = LINES.filter((l) => l.role === 'customer');
@@ -53,8 +54,10 @@ beforeAll(() => {
 
 const emulators: EmulatorHandle[] = [];
 const clients: TestClient[] = [];
+const qwenClients: QwenClient[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.ws.terminate();
+  for (const c of qwenClients.splice(0)) c.ws.terminate();
   await Promise.all(emulators.splice(0).map((e) => e.close()));
 });
 
@@ -211,11 +214,13 @@ describe('handshake', () => {
 
   it('answers 404 on other paths', async () => {
     const e = await start();
-    expect(await upgradeStatus(`${e.url}/api-ws/v1/realtime?model=x`, { Authorization: `Bearer ${KEY}` })).toBe(404);
+    expect(await upgradeStatus(`${e.url}/api-ws/v1/nope?model=x`, { Authorization: `Bearer ${KEY}` })).toBe(404);
     const res = await fetch(`${e.url.replace('ws:', 'http:')}/nope`);
     expect(res.status).toBe(404);
     const plain = await fetch(`${e.url.replace('ws:', 'http:')}/api-ws/v1/inference`);
     expect(plain.status).toBe(426);
+    const realtime = await fetch(`${e.url.replace('ws:', 'http:')}/api-ws/v1/realtime?model=qwen3-asr-flash-realtime`);
+    expect(realtime.status).toBe(426);
   });
 });
 
@@ -407,5 +412,311 @@ describe('timers', () => {
     await c.waitFor(is('task-finished'));
     expect((await c.closed).code).toBe(1000);
     await vi.waitFor(() => expect(e.stats.openConnections).toBe(0));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Part B: qwen3-asr-flash-realtime
+
+const QWEN = 'qwen3-asr-flash-realtime';
+
+interface QwenEvent {
+  event_id: string;
+  type: string;
+  [field: string]: unknown;
+}
+
+class QwenClient {
+  readonly events: QwenEvent[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, isBinary) => {
+      expect(isBinary).toBe(false);
+      this.events.push(JSON.parse(String(data)) as QwenEvent);
+      for (const l of this.listeners) l();
+    });
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => {
+        resolve({ code, reason: reason.toString() });
+        for (const l of this.listeners) l();
+      });
+    });
+  }
+
+  static connect(e: EmulatorHandle, opts: { model?: string | null; auth?: string } = {}): QwenClient {
+    const model = opts.model === undefined ? QWEN : opts.model;
+    const query = model === null ? '' : `?model=${encodeURIComponent(model)}`;
+    const ws = new WebSocket(`${e.url}/api-ws/v1/realtime${query}`, {
+      headers: { Authorization: opts.auth ?? `Bearer ${KEY}`, 'OpenAI-Beta': 'realtime=v1' },
+    });
+    ws.on('error', () => undefined);
+    const c = new QwenClient(ws);
+    qwenClients.push(c);
+    return c;
+  }
+
+  static async open(e: EmulatorHandle, opts: { model?: string | null } = {}): Promise<QwenClient> {
+    const c = QwenClient.connect(e, opts);
+    await new Promise<void>((resolve, reject) => {
+      c.ws.once('open', () => resolve());
+      c.ws.once('unexpected-response', () => reject(new Error('upgrade refused')));
+    });
+    return c;
+  }
+
+  send(msg: Record<string, unknown>): void {
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  /** 8 kHz telephony audio, server VAD. */
+  configure(turn: Record<string, unknown> | null = { type: 'server_vad', threshold: 0.0, silence_duration_ms: 400 }): void {
+    this.send({
+      event_id: 'event_cfg',
+      type: 'session.update',
+      session: { modalities: ['text'], input_audio_format: 'pcm', sample_rate: 8000, input_audio_transcription: { language: 'zh' }, turn_detection: turn },
+    });
+  }
+
+  /** Appends PCM as base64 in 100 ms events, as fast as possible. */
+  appendAudio(pcm: Buffer): void {
+    for (let i = 0; i < pcm.length; i += 1600) {
+      this.send({ event_id: `event_a${i}`, type: 'input_audio_buffer.append', audio: pcm.subarray(i, i + 1600).toString('base64') });
+    }
+  }
+
+  waitFor(pred: (e: QwenEvent) => boolean, timeoutMs = 5000): Promise<QwenEvent> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = this.events.find(pred);
+        if (hit) {
+          done();
+          resolve(hit);
+        } else if (this.ws.readyState === WebSocket.CLOSED) {
+          done();
+          reject(new Error('socket closed before the event arrived'));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error('timed out waiting for an event'));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+      };
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  of(type: string): QwenEvent[] {
+    return this.events.filter((e) => e.type === type);
+  }
+}
+
+const type = (t: string) => (e: QwenEvent) => e.type === t;
+
+describe('qwen realtime: handshake', () => {
+  it('refuses a missing or wrong key with 401 (403 when configured), on the realtime path too', async () => {
+    const e = await start();
+    const url = `${e.url}/api-ws/v1/realtime?model=${QWEN}`;
+    expect(await upgradeStatus(url, { 'OpenAI-Beta': 'realtime=v1' })).toBe(401);
+    expect(await upgradeStatus(url, { Authorization: 'Bearer wrong' })).toBe(401);
+    e.setKnobs({ authFailureStatus: 403 });
+    expect(await upgradeStatus(url, { Authorization: 'Bearer wrong' })).toBe(403);
+    expect(e.stats).toMatchObject({ authFailures: 3, connections: 0, qwenSessions: 0 });
+  });
+
+  it('accepts the upgrade of an unknown or missing model, then closes with 1007 "Model not found"', async () => {
+    const e = await start();
+    for (const model of ['qwen3-asr-flash', null]) {
+      const c = QwenClient.connect(e, { model });
+      expect(await c.closed).toEqual({ code: 1007, reason: 'Model not found' });
+      expect(c.events).toEqual([]);
+    }
+    expect(e.stats.qwenModelNotFound).toBe(2);
+    await vi.waitFor(() => expect(e.stats.openConnections).toBe(0));
+  });
+
+  it('opens every listed model with session.created, without needing OpenAI-Beta', async () => {
+    const e = await start();
+    for (const model of ['qwen3-asr-flash-realtime', 'qwen3-asr-flash-realtime-2026-02-10', 'qwen3-asr-flash-realtime-2025-10-27']) {
+      const ws = new WebSocket(`${e.url}/api-ws/v1/realtime/?model=${model}`, { headers: { Authorization: `Bearer ${KEY}` } });
+      const c = new QwenClient(ws);
+      qwenClients.push(c);
+      const created = await c.waitFor(type('session.created'));
+      expect(created.session).toMatchObject({ model, object: 'realtime.session', input_audio_format: 'pcm', sample_rate: 16000 });
+    }
+  });
+});
+
+describe('qwen realtime: a call over the wire', () => {
+  it('transcribes the customer track into exactly its 6 lines with their qwen emotions and session times', async () => {
+    const e = await start();
+    const c = await QwenClient.open(e);
+    c.configure(); // sent before reading session.created, as the SDKs do
+    await c.waitFor(type('session.updated'));
+    expect(c.events[0]!.type).toBe('session.created');
+    c.appendAudio(customer);
+    c.send({ event_id: 'event_fin', type: 'session.finish' });
+    await c.waitFor(type('session.finished'));
+    const completed = c.of('conversation.item.input_audio_transcription.completed');
+    expect(completed.map((x) => x.transcript)).toEqual(CUSTOMER_LINES.map((l) => l.text));
+    expect(completed.map((x) => x.emotion)).toEqual(CUSTOMER_LINES.map((l) => l.emotion.qwen));
+    const started = c.of('input_audio_buffer.speech_started');
+    const stopped = c.of('input_audio_buffer.speech_stopped');
+    expect(started).toHaveLength(6);
+    expect(stopped).toHaveLength(6);
+    CUSTOMER_LINES.forEach((l, i) => {
+      expect(started[i]!.item_id).toBe(completed[i]!.item_id);
+      expect(stopped[i]!.item_id).toBe(completed[i]!.item_id);
+      expect(Math.abs((started[i]!.audio_start_ms as number) - l.startMs)).toBeLessThanOrEqual(300);
+      expect(Math.abs((stopped[i]!.audio_end_ms as number) - l.endMs)).toBeLessThanOrEqual(300);
+    });
+    expect(c.of('conversation.item.input_audio_transcription.text').length).toBeGreaterThan(30);
+    expect(c.events.at(-1)!.type).toBe('session.finished');
+    for (const ev of c.events) expect(ev.event_id).toMatch(QWEN_ID_PATTERN);
+    // the socket stays open until the client closes it
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    c.ws.close(1000);
+    expect((await c.closed).code).toBe(1000);
+    await vi.waitFor(() => expect(e.stats.openConnections).toBe(0));
+    expect(e.stats).toMatchObject({ qwenSessions: 1, qwenSessionsFinished: 1, qwenItemsCompleted: 6, qwenAppends: 657, itemsDroppedOnClose: 0 });
+  });
+
+  it('answers a bad session.update with an error naming the field, and the session goes on', async () => {
+    const e = await start();
+    const c = await QwenClient.open(e);
+    c.send({ event_id: 'event_123', type: 'session.update', session: { input_audio_format: 'pcm16' } });
+    const err = await c.waitFor(type('error'));
+    expect(err.error).toEqual({
+      type: 'invalid_request_error',
+      code: 'invalid_value',
+      message: "Invalid value: 'pcm16'. Supported values are: 'pcm', 'opus'.",
+      param: 'session.input_audio_format',
+      event_id: 'event_123',
+    });
+    c.configure();
+    await c.waitFor(type('session.updated'));
+  });
+
+  it('counts the item in progress as dropped when the client closes without session.finish', async () => {
+    const e = await start();
+    const c = await QwenClient.open(e);
+    c.configure();
+    c.appendAudio(customer.subarray(10_000 * 16, 13_000 * 16));
+    await c.waitFor(type('input_audio_buffer.speech_started'));
+    await c.waitFor(() => c.of('conversation.item.input_audio_transcription.text').length >= 3);
+    c.ws.close(1000);
+    await vi.waitFor(() => expect(e.stats.itemsDroppedOnClose).toBe(1));
+    expect(c.of('conversation.item.input_audio_transcription.completed')).toEqual([]);
+  });
+
+  it('closes a finished session itself after the grace period', async () => {
+    const e = await start({ qwenFinishGraceMs: 100 });
+    const c = await QwenClient.open(e);
+    c.send({ type: 'session.finish' });
+    await c.waitFor(type('session.finished'));
+    expect(await c.closed).toEqual({ code: 1000, reason: 'session finished' });
+  });
+});
+
+describe('qwen realtime: throttling, outages and drops', () => {
+  it('throttles sessions over the rate limit with an error event, or with HTTP 429', async () => {
+    const e = await start({ rps: 1 });
+    const first = await QwenClient.open(e);
+    await first.waitFor(type('session.created'));
+    const second = QwenClient.connect(e);
+    const err = await second.waitFor(type('error'));
+    expect(err.error).toMatchObject({ code: 'Throttling.RateQuota', message: 'Requests rate limit exceeded, please try again later.' });
+    expect((await second.closed).code).toBe(1000);
+    expect(second.of('session.created')).toEqual([]);
+    // the limit is per model: another model name still opens
+    const other = await QwenClient.open(e, { model: 'qwen3-asr-flash-realtime-2026-02-10' });
+    await other.waitFor(type('session.created'));
+    e.setKnobs({ qwenThrottleMode: 'http-429' });
+    expect(await upgradeStatus(`${e.url}/api-ws/v1/realtime?model=${QWEN}`, { Authorization: `Bearer ${KEY}` })).toBe(429);
+    expect(e.stats.qwenThrottled).toBe(2);
+  });
+
+  it('refuses sessions during an outage: HTTP 503 for the next N, then recovers', async () => {
+    const e = await start();
+    e.setKnobs({ faults: { qwenOutage: { mode: 'http-503', count: 2 } } });
+    const url = `${e.url}/api-ws/v1/realtime?model=${QWEN}`;
+    expect(await upgradeStatus(url, { Authorization: `Bearer ${KEY}` })).toBe(503);
+    expect(await upgradeStatus(url, { Authorization: `Bearer ${KEY}` })).toBe(503);
+    const c = await QwenClient.open(e);
+    await c.waitFor(type('session.created'));
+    expect(e.stats.qwenOutageRefusals).toBe(2);
+  });
+
+  it('refuses sessions with close 1011, or an error event then 1011, until the outage is cleared', async () => {
+    const e = await start();
+    e.setKnobs({ faults: { qwenOutage: { mode: 'close-1011', count: null } } });
+    for (let i = 0; i < 3; i++) {
+      const c = QwenClient.connect(e);
+      expect((await c.closed).code).toBe(1011);
+      expect(c.events).toEqual([]);
+    }
+    e.setKnobs({ faults: { qwenOutage: { mode: 'error-event', count: null } } });
+    const c = QwenClient.connect(e);
+    const err = await c.waitFor(type('error'));
+    expect(err.error).toMatchObject({ type: 'server_error', code: 'ServiceUnavailable' });
+    expect((await c.closed).code).toBe(1011);
+    // paraformer is not affected
+    const p = await TestClient.open(e);
+    p.runTask('t');
+    await p.waitFor(is('task-started'));
+    e.setKnobs({ faults: { qwenOutage: null } });
+    await (await QwenClient.open(e)).waitFor(type('session.created'));
+    expect(e.stats.qwenOutageRefusals).toBe(4);
+  });
+
+  it('drops live qwen sessions when an outage is set with dropLive, and only them', async () => {
+    const e = await start();
+    const q = await QwenClient.open(e);
+    q.configure();
+    await q.waitFor(type('session.updated'));
+    const p = await TestClient.open(e);
+    p.runTask('t');
+    await p.waitFor(is('task-started'));
+    e.setKnobs({ faults: { qwenOutage: { mode: 'close-1011', count: null, dropLive: true } } });
+    expect((await q.closed).code).toBe(1006);
+    expect(e.stats.qwenOutageDrops).toBe(1);
+    const next = QwenClient.connect(e);
+    expect((await next.closed).code).toBe(1011);
+    p.finishTask('t');
+    await p.waitFor(is('task-finished'));
+  });
+
+  it('destroys a qwen socket after dropAfterFrames appends (frames = append events)', async () => {
+    const e = await start({ faults: { dropAfterFrames: 5, dropConnections: 1 } });
+    const c = await QwenClient.open(e);
+    c.configure();
+    c.appendAudio(customer.subarray(0, 1600 * 20));
+    expect((await c.closed).code).toBe(1006);
+    expect(e.stats.dropsInjected).toBe(1);
+    // the budget is spent: the next session works
+    const c2 = await QwenClient.open(e);
+    c2.configure();
+    c2.appendAudio(customer.subarray(24_000 * 16, 27_800 * 16));
+    c2.send({ type: 'session.finish' });
+    await c2.waitFor(type('session.finished'));
+    expect(c2.of('conversation.item.input_audio_transcription.completed').map((x) => x.transcript)).toEqual(['13812345678。']);
+  });
+
+  it('drops a qwen session in the middle of its Nth utterance with dropInSentence', async () => {
+    const e = await start();
+    e.setKnobs({ faults: { dropInSentence: 2, dropConnections: 1 } });
+    const c = await QwenClient.open(e);
+    c.configure();
+    c.appendAudio(customer.subarray(0, 20_000 * 16));
+    await c.waitFor(type('conversation.item.input_audio_transcription.completed'));
+    c.appendAudio(customer.subarray(20_000 * 16));
+    expect((await c.closed).code).toBe(1006);
+    expect(c.of('conversation.item.input_audio_transcription.completed').map((x) => x.transcript)).toEqual([CUSTOMER_LINES[0]!.text]);
+    await vi.waitFor(() => expect(e.stats.itemsDroppedOnClose).toBe(1));
   });
 });

@@ -1,12 +1,15 @@
 /**
  * The DashScope emulator: a local, protocol-faithful imitation of DashScope's real-time ASR
- * WebSocket API (Part A of specs/dashscope-protocol.md: the Paraformer duplex "inference"
- * protocol at /api-ws/v1/inference), for tests, the offline demo and benchmarks.
+ * WebSocket APIs, for tests, the offline demo and benchmarks: Part A of
+ * specs/dashscope-protocol.md (the Paraformer duplex "inference" protocol at
+ * /api-ws/v1/inference) and Part B (qwen3-asr-flash-realtime, the OpenAI-Realtime-style protocol
+ * at /api-ws/v1/realtime?model=…).
  *
  * It is NOT a speech recogniser: it segments the audio with an energy VAD and answers from a
  * fixture call's script (script.ts) or with placeholder text. This file is the thin I/O adapter:
- * HTTP upgrade, auth, routing, the ordered (optionally delayed) outbound queue and one timer per
- * connection; the protocol lives in paraformer-task.ts.
+ * HTTP upgrade, auth, model / rate-limit / outage checks for qwen, routing, the ordered
+ * (optionally delayed) outbound queue and one timer per connection; the protocols live in
+ * paraformer-task.ts and qwen-session.ts.
  */
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -24,7 +27,8 @@ import {
   type EmulatorKnobs,
   type EmulatorStats,
 } from './knobs.js';
-import { ParaformerConnection, RunTaskRateLimiter, type ConnectionAction, type ParaformerDeps } from './paraformer-task.js';
+import { ParaformerConnection, RunTaskRateLimiter, type ParaformerDeps } from './paraformer-task.js';
+import { QWEN_THROTTLED_MESSAGE, QWEN_UNAVAILABLE_MESSAGE, QwenSession, isQwenModel, type QwenDeps, type QwenRefusal } from './qwen-session.js';
 import { loadCallScript, type CallScript } from './script.js';
 
 export type { EmulatorKnobs, EmulatorStats } from './knobs.js';
@@ -44,7 +48,7 @@ export interface EmulatorOptions {
 
 export interface EmulatorHandle {
   readonly port: number;
-  /** ws://host:port (append /api-ws/v1/inference). */
+  /** ws://host:port (append /api-ws/v1/inference, or /api-ws/v1/realtime?model=…). */
   readonly url: string;
   /** A snapshot of the counters, taken on every read (diff two reads to measure a step). */
   readonly stats: EmulatorStats;
@@ -54,12 +58,16 @@ export interface EmulatorHandle {
 
 export const INFERENCE_PATH = '/api-ws/v1/inference';
 const INFERENCE_PATHS = new Set([INFERENCE_PATH, `${INFERENCE_PATH}/`]);
+export const REALTIME_PATH = '/api-ws/v1/realtime';
+const REALTIME_PATHS = new Set([REALTIME_PATH, `${REALTIME_PATH}/`]);
 
 const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
 };
 
 /** Writes a complete HTTP response on a raw upgrade socket and closes it. */
@@ -94,13 +102,34 @@ function toBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
+/** What a connection's protocol machine asks the adapter to do. */
+type AdapterAction =
+  | { readonly type: 'send'; readonly event: object; readonly delayMs: number }
+  | { readonly type: 'close'; readonly code: number; readonly reason: string }
+  | { readonly type: 'drop' };
+
+/** A sans-I/O protocol machine behind one socket (ParaformerConnection, QwenSession). */
+interface SocketMachine {
+  handleText(text: string, nowMs: number): readonly AdapterAction[];
+  handleAudio(chunk: Buffer, nowMs: number): readonly AdapterAction[];
+  tick(nowMs: number): readonly AdapterAction[];
+  nextDeadline(): number | null;
+  handleClose(): void;
+}
+
+interface AdapterEnv {
+  readonly knobs: EmulatorKnobs;
+  readonly stats: EmulatorStats;
+  readonly logger: Logger;
+}
+
 interface Outgoing {
   readonly dueAt: number;
   readonly text: string | null;
   readonly close: { code: number; reason: string } | null;
 }
 
-/** One WebSocket connection: socket I/O around a ParaformerConnection. */
+/** One WebSocket connection: socket I/O around a protocol machine. */
 class ConnectionAdapter {
   private readonly queue: Outgoing[] = [];
   private queueTimer: NodeJS.Timeout | null = null;
@@ -111,8 +140,8 @@ class ConnectionAdapter {
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly machine: ParaformerConnection,
-    private readonly deps: ParaformerDeps,
+    private readonly machine: SocketMachine,
+    private readonly deps: AdapterEnv,
     private readonly clock: Clock,
     private readonly onGone: () => void,
   ) {
@@ -129,7 +158,12 @@ class ConnectionAdapter {
     this.schedule();
   }
 
-  private apply(actions: readonly ConnectionAction[]): void {
+  /** Carries out actions that did not come from a socket event (open, faults). */
+  inject(actions: readonly AdapterAction[]): void {
+    if (!this.closed) this.apply(actions);
+  }
+
+  private apply(actions: readonly AdapterAction[]): void {
     const now = this.clock.monotonicMs();
     for (const a of actions) {
       if (this.closed) return;
@@ -237,13 +271,16 @@ export async function startEmulator(opts: EmulatorOptions): Promise<EmulatorHand
   const limiter = new RunTaskRateLimiter(() => knobs.rps);
   const script: CallScript | null = opts.script ? await loadCallScript(opts.script.dir) : null;
   const deps: ParaformerDeps = { knobs, stats, faults, limiter, script, logger };
+  const qwenDeps: QwenDeps = { knobs, stats, faults, script, logger };
   const apiKey = opts.apiKey;
   const sockets = new Set<WebSocket>();
+  /** Open qwen sessions (for qwenOutage.dropLive). */
+  const qwenAdapters = new Set<ConnectionAdapter>();
   let nextConnectionId = 1;
 
   const server = http.createServer((req, res) => {
     const pathname = new URL(req.url ?? '/', 'http://emulator').pathname;
-    const status = INFERENCE_PATHS.has(pathname) ? 426 : 404;
+    const status = INFERENCE_PATHS.has(pathname) || REALTIME_PATHS.has(pathname) ? 426 : 404;
     if (status === 404) stats.notFound++;
     const body = JSON.stringify({ code: status === 404 ? 'NotFound' : 'UpgradeRequired', message: STATUS_TEXT[status] });
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -251,10 +288,65 @@ export async function startEmulator(opts: EmulatorOptions): Promise<EmulatorHand
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: knobs.maxPayloadBytes, perMessageDeflate: false });
 
+  /** Accepts the upgrade; `onOpen` gets the socket and its connection id. */
+  function accept(req: http.IncomingMessage, socket: Duplex, head: Buffer, onOpen: (ws: WebSocket, connectionId: number) => void): void {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const connectionId = nextConnectionId++;
+      stats.connections++;
+      stats.openConnections++;
+      sockets.add(ws);
+      onOpen(ws, connectionId);
+    });
+  }
+
+  /** Part B: model, outage and rate-limit checks, then a QwenSession (B7.1). */
+  function upgradeRealtime(req: http.IncomingMessage, socket: Duplex, head: Buffer, key: string, url: URL): void {
+    const model = url.searchParams.get('model');
+    if (!isQwenModel(model)) {
+      stats.qwenModelNotFound++;
+      accept(req, socket, head, (ws) => {
+        ws.close(1007, 'Model not found');
+        ws.once('close', () => {
+          sockets.delete(ws);
+          stats.openConnections--;
+        });
+      });
+      return;
+    }
+    let refusal: QwenRefusal | null = null;
+    const outage = faults.tryConsumeQwenOutage();
+    if (outage !== null) {
+      stats.qwenOutageRefusals++;
+      if (outage === 'http-503') {
+        refuseUpgrade(socket, 503, { code: 'ServiceUnavailable', message: QWEN_UNAVAILABLE_MESSAGE });
+        return;
+      }
+      refusal = { kind: 'outage', mode: outage };
+    } else if (!limiter.admit(`${key}\n${model}`, clock.monotonicMs())) {
+      stats.qwenThrottled++;
+      if (knobs.qwenThrottleMode === 'http-429') {
+        refuseUpgrade(socket, 429, { code: 'Throttling.RateQuota', message: QWEN_THROTTLED_MESSAGE });
+        return;
+      }
+      refusal = { kind: 'throttled' };
+    }
+    accept(req, socket, head, (ws, connectionId) => {
+      const session = new QwenSession(qwenDeps, { apiKey: key, connectionId, model });
+      const adapter: ConnectionAdapter = new ConnectionAdapter(ws, session, qwenDeps, clock, () => {
+        sockets.delete(ws);
+        qwenAdapters.delete(adapter);
+        stats.openConnections--;
+      });
+      qwenAdapters.add(adapter);
+      adapter.inject(session.open(clock.monotonicMs(), refusal));
+    });
+  }
+
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    const pathname = new URL(req.url ?? '/', 'http://emulator').pathname;
-    if (!INFERENCE_PATHS.has(pathname)) {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    const realtime = REALTIME_PATHS.has(url.pathname);
+    if (!realtime && !INFERENCE_PATHS.has(url.pathname)) {
       stats.notFound++;
       refuseUpgrade(socket, 404, { code: 'NotFound', message: 'Not Found' });
       return;
@@ -266,11 +358,11 @@ export async function startEmulator(opts: EmulatorOptions): Promise<EmulatorHand
       refuseUpgrade(socket, knobs.authFailureStatus, { code: 'InvalidApiKey', message: 'Invalid API-key provided.' });
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const connectionId = nextConnectionId++;
-      stats.connections++;
-      stats.openConnections++;
-      sockets.add(ws);
+    if (realtime) {
+      upgradeRealtime(req, socket, head, key, url);
+      return;
+    }
+    accept(req, socket, head, (ws, connectionId) => {
       const machine = new ParaformerConnection(deps, { apiKey: key, connectionId }, clock.monotonicMs());
       new ConnectionAdapter(ws, machine, deps, clock, () => {
         sockets.delete(ws);
@@ -292,7 +384,7 @@ export async function startEmulator(opts: EmulatorOptions): Promise<EmulatorHand
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   const url = `ws://${urlHost}:${address.port}`;
   logger.warn(
-    { url: `${url}${INFERENCE_PATH}`, script: script?.name ?? null },
+    { url: `${url}${INFERENCE_PATH}`, realtimeUrl: `${url}${REALTIME_PATH}`, script: script?.name ?? null },
     'DashScope EMULATOR started: it does not recognise speech; results come from a fixture script or are placeholders',
   );
 
@@ -307,6 +399,12 @@ export async function startEmulator(opts: EmulatorOptions): Promise<EmulatorHand
       const next = applyKnobs(knobs, patch);
       Object.assign(knobs, next);
       faults.onKnobsChanged(patch);
+      if (patch.faults?.qwenOutage?.dropLive === true) {
+        for (const adapter of [...qwenAdapters]) {
+          stats.qwenOutageDrops++;
+          adapter.inject([{ type: 'drop' }]);
+        }
+      }
     },
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
