@@ -4,15 +4,28 @@ import type { Clock } from '../core/clock.js';
 import { PCM_BYTES_PER_MS, type Utterance } from '../core/types.js';
 import { silentLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
-import { AsrStreamRunner, type AsrStreamRunnerOptions, type AsrStreamStatusUpdate } from './session-runner.js';
+import {
+  ACCOUNT_LEVEL_ERROR_CODES,
+  AsrStreamRunner,
+  failoverTrigger,
+  type AsrCandidate,
+  type AsrFailover,
+  type AsrStreamRunnerOptions,
+  type AsrStreamStatusUpdate,
+} from './session-runner.js';
 import { unlimitedStartLimiter, type TaskStartLimiter } from './start-limiter.js';
 import {
   authError,
+  badRequestError,
   disconnectedError,
   fakeFinal,
   fakeInterim,
   FakeAsrProvider,
+  noApiKeyError,
+  quotaError,
+  taskFailedError,
   throttledError,
+  unsupportedModelError,
   type FakeAsrOptions,
 } from './testing/fake-asr.js';
 
@@ -121,7 +134,15 @@ describe('AsrStreamRunner — happy path', () => {
     await h.runner.finish();
 
     expect(h.statuses.map((s) => s.status)).toEqual(['pending', 'active', 'finished']);
-    expect(h.statuses.at(-1)).toEqual({ status: 'finished', errorCode: null, errorMessage: null, reconnects: 0, utterances: 2 });
+    expect(h.statuses.at(-1)).toEqual({
+      status: 'finished',
+      errorCode: null,
+      errorMessage: null,
+      reconnects: 0,
+      utterances: 2,
+      model: 'fake-8k',
+      failovers: 0,
+    });
     const conn = h.fake.connection(1);
     expect(conn.finishCalls).toBe(1);
     expect(conn.closed).toBe(true);
@@ -148,7 +169,7 @@ describe('AsrStreamRunner — happy path', () => {
     // the audio ending at 1000 ms was the chunk [900, 1000), received at base + 1000
     expect(u1?.timing).toEqual({ audioEndAt: RECEIVED_BASE + 1000, finalReceivedAt: h.clock.wall });
     expect(u2).toMatchObject({ seq: 2, startMs: 1500, endMs: 2800, text: 'world', emotion: null });
-    expect(h.runner.stats).toMatchObject({ tasks: 1, reconnects: 0, utterances: 2, audioSentMs: 3000, replayDroppedMs: 0 });
+    expect(h.runner.stats).toMatchObject({ tasks: 1, reconnects: 0, utterances: 2, audioSentMs: 3000, replayDroppedMs: 0, failovers: 0, model: 'fake-8k' });
     expect(await metricValue(h.metrics, 'callscribe_asr_audio_sent_ms_total')).toBe(3000);
     expect(await metricValue(h.metrics, 'callscribe_asr_sessions_total', { outcome: 'finished' })).toBe(1);
     expect(await metricValue(h.metrics, 'callscribe_asr_active_sessions')).toBe(0);
@@ -504,5 +525,405 @@ describe('AsrStreamRunner — start limiter', () => {
     expect(h.fake.connectAttempts).toBe(1);
     expect(await metricValue(h.metrics, 'callscribe_asr_start_wait_ms', { model: 'fake-8k' })).toBe(42);
     h.runner.abort();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Failover
+
+const CONNECT_BASE = { sampleRateHz: 8000, disfluencyRemoval: false, maxSentenceSilenceMs: 800 } as const;
+
+function candidate(provider: FakeAsrProvider, model: string): AsrCandidate {
+  return { provider, connectOptions: { ...CONNECT_BASE, model } };
+}
+
+interface ChainHarness {
+  /** One fake per candidate: fakes[0] runs model-a, fakes[1] model-b, … */
+  readonly fakes: FakeAsrProvider[];
+  readonly runner: AsrStreamRunner;
+  readonly metrics: Metrics;
+  readonly utterances: Utterance[];
+  readonly statuses: AsrStreamStatusUpdate[];
+  readonly failovers: AsrFailover[];
+  /** Models the start limiter was asked for, in order. */
+  readonly limiterCalls: string[];
+}
+
+const MODELS = ['model-a', 'model-b', 'model-c'] as const;
+
+/** A runner over one fake provider per candidate (model-a, model-b, …, in that order). */
+function setupChain(fakeOpts: readonly FakeAsrOptions[], over: Partial<AsrStreamRunnerOptions> = {}): ChainHarness {
+  const fakes = fakeOpts.map((o, i) => new FakeAsrProvider({ name: `fake-${i}`, models: [MODELS[i] ?? `model-${i}`], ...o }));
+  const metrics = createMetrics();
+  const utterances: Utterance[] = [];
+  const statuses: AsrStreamStatusUpdate[] = [];
+  const failovers: AsrFailover[] = [];
+  const limiterCalls: string[] = [];
+  const runner = new AsrStreamRunner({
+    candidates: fakes.map((f, i) => candidate(f, MODELS[i] ?? `model-${i}`)),
+    limiter: {
+      acquire: (model) => {
+        limiterCalls.push(model);
+        return Promise.resolve(0);
+      },
+    },
+    callId: 'call-1',
+    role: 'customer',
+    track: 'inbound',
+    metrics,
+    logger: silentLogger,
+    maxRetries: 2,
+    retryMinMs: 1,
+    retryMaxMs: 5,
+    replayBufferMs: 60_000,
+    finishTimeoutMs: 100,
+    onUtterance: (u) => utterances.push(u),
+    onStatus: (s) => statuses.push(s),
+    onFailover: (f) => failovers.push(f),
+    ...over,
+  });
+  return { fakes, runner, metrics, utterances, statuses, failovers, limiterCalls };
+}
+
+function fakeAt(h: ChainHarness, i: number): FakeAsrProvider {
+  const f = h.fakes[i];
+  if (!f) throw new Error(`no fake #${i}`);
+  return f;
+}
+
+describe('AsrStreamRunner — failover', () => {
+  it('failoverTrigger: account-level codes never, exhausted retryable errors and model-level codes do', () => {
+    expect([...ACCOUNT_LEVEL_ERROR_CODES].sort()).toEqual(['ERR_ASR_AUTH', 'ERR_ASR_NO_API_KEY', 'ERR_ASR_QUOTA']);
+    expect(failoverTrigger(authError())).toBeNull();
+    expect(failoverTrigger(noApiKeyError())).toBeNull();
+    expect(failoverTrigger(quotaError())).toBeNull();
+    expect(failoverTrigger(throttledError())).toBe('retries-exhausted');
+    expect(failoverTrigger(taskFailedError())).toBe('retries-exhausted');
+    expect(failoverTrigger(disconnectedError())).toBe('retries-exhausted');
+    expect(failoverTrigger(unsupportedModelError())).toBe('model-error');
+    expect(failoverTrigger(badRequestError())).toBe('model-error');
+    expect(failoverTrigger(new AppError('ERR_ASR_INTERNAL', 'bug', { category: 'application', retryable: false }))).toBeNull();
+    // an account-level code stays account-level even if some provider marked it retryable
+    expect(failoverTrigger(new AppError('ERR_ASR_QUOTA', 'x', { category: 'quota', retryable: true }))).toBeNull();
+  });
+
+  it('rejects an ambiguous or empty candidate list', () => {
+    const f = new FakeAsrProvider();
+    const base = {
+      limiter: unlimitedStartLimiter,
+      callId: 'c',
+      role: 'customer' as const,
+      track: 'inbound',
+      metrics: createMetrics(),
+      logger: silentLogger,
+      maxRetries: 0,
+      retryMinMs: 1,
+      retryMaxMs: 1,
+      replayBufferMs: 1000,
+      finishTimeoutMs: 10,
+      onUtterance: () => undefined,
+      onStatus: () => undefined,
+    };
+    expect(() => new AsrStreamRunner({ ...base, candidates: [] })).toThrow(RangeError);
+    expect(() => new AsrStreamRunner(base)).toThrow(TypeError);
+    expect(
+      () => new AsrStreamRunner({ ...base, candidates: [candidate(f, 'a')], provider: f, connectOptions: { ...CONNECT_BASE, model: 'a' } }),
+    ).toThrow(TypeError);
+    expect(new AsrStreamRunner({ ...base, candidates: [candidate(f, 'a'), candidate(f, 'b')] }).model).toBe('a');
+  });
+
+  it("model A's start keeps being throttled: after the budget B takes over with all unrecognised audio", async () => {
+    const h = setupChain([
+      { connectError: () => throttledError() },
+      { script: () => ({ events: [{ atMs: 'finish', event: fakeFinal(100, 1100, 'hello', { emotion: { raw: 'negative', confidence: 0.5 } }) }] }) },
+    ]);
+    const [a, b] = [fakeAt(h, 0), fakeAt(h, 1)];
+    pushAudio(h.runner, 0, 800); // before any connection: all of it waits in the replay buffer
+    h.runner.start();
+    await vi.waitFor(() => expect(b.connections).toHaveLength(1));
+    pushAudio(h.runner, 800, 1200); // live on B
+    await h.runner.finish();
+
+    expect(a.connectAttempts).toBe(3); // 1 + maxRetries
+    expect(a.connections).toHaveLength(0);
+    expect(b.connectAttempts).toBe(1);
+    expect(h.limiterCalls).toEqual(['model-a', 'model-a', 'model-a', 'model-b']);
+    expect(b.connection(1).options.model).toBe('model-b');
+    expect(b.connection(1).audio.equals(signal(0, 1200))).toBe(true);
+    expect(h.utterances).toHaveLength(1);
+    expect(h.utterances[0]).toMatchObject({
+      seq: 1,
+      startMs: 100,
+      endMs: 1100,
+      text: 'hello',
+      model: 'model-b',
+      emotion: { raw: 'negative', provider: 'model-b', valence: -1 },
+    });
+    expect(h.statuses.map((s) => [s.status, s.model, s.failovers, s.failoverFrom, s.failoverReason])).toEqual([
+      ['pending', 'model-a', 0, undefined, undefined],
+      ['pending', 'model-b', 1, 'model-a', 'ERR_ASR_THROTTLED'], // the switch
+      ['active', 'model-b', 1, undefined, undefined],
+      ['finished', 'model-b', 1, undefined, undefined],
+    ]);
+    expect(h.failovers).toEqual([{ from: 'model-a', to: 'model-b', reason: 'ERR_ASR_THROTTLED', trigger: 'retries-exhausted', failovers: 1 }]);
+    expect(h.runner.stats).toMatchObject({ failovers: 1, model: 'model-b', connectAttempts: 4, reconnects: 3, tasks: 1 });
+    expect(await metricValue(h.metrics, 'callscribe_asr_failovers_total', { from: 'model-a', to: 'model-b', reason: 'ERR_ASR_THROTTLED' })).toBe(1);
+    expect(await metricValue(h.metrics, 'callscribe_asr_failovers_total')).toBe(1);
+    expect(await metricValue(h.metrics, 'callscribe_asr_errors_total', { model: 'model-a', code: 'ERR_ASR_THROTTLED' })).toBe(3);
+    expect(await metricValue(h.metrics, 'callscribe_asr_audio_sent_ms_total', { model: 'model-b' })).toBe(1200);
+    expect(await metricValue(h.metrics, 'callscribe_asr_sessions_total', { model: 'model-b', outcome: 'finished' })).toBe(1);
+    expect(await metricValue(h.metrics, 'callscribe_asr_active_sessions')).toBe(0);
+  });
+
+  it('A delivers, then dies mid-sentence and keeps failing: B gets the audio since the last final and delivers the sentence once', async () => {
+    const h = setupChain(
+      [
+        {
+          script: (n) =>
+            n === 1
+              ? {
+                  events: [{ atMs: 1200, event: fakeFinal(100, 1000, 'one', { emotion: { raw: 'positive', confidence: 0.9 } }) }],
+                  dropAfterBytes: 2000 * PCM_BYTES_PER_MS,
+                  dropError: taskFailedError(),
+                }
+              : // every later task fails quickly, before any final
+                { dropAfterBytes: 100 * PCM_BYTES_PER_MS, dropError: taskFailedError() },
+        },
+        {
+          normaliseEmotion: (model, raw, confidence) => ({ raw, provider: `${model}/custom`, confidence, valence: 0, arousal: 1 }),
+          script: () => ({
+            events: [
+              // B repeating the sentence A already delivered (ends at call 1000): dropped
+              { atMs: 100, event: fakeFinal(-900, 0, 'one again') },
+              { atMs: 'finish', event: fakeFinal(200, 1500, 'two', { emotion: { raw: 'surprised', confidence: null } }) },
+            ],
+          }),
+        },
+      ],
+      { maxRetries: 2 },
+    );
+    const [a, b] = [fakeAt(h, 0), fakeAt(h, 1)];
+    h.runner.start();
+    await vi.waitFor(() => expect(h.runner.status).toBe('active'));
+    pushAudio(h.runner, 0, 1500);
+    await vi.waitFor(() => expect(h.utterances).toHaveLength(1));
+    pushAudio(h.runner, 1500, 3000); // A's task fails at 2000 ms of audio, mid-sentence
+    await vi.waitFor(() => expect(b.connections).toHaveLength(1));
+    pushAudio(h.runner, 3000, 3500); // live on B
+    await h.runner.finish();
+
+    // A: the healthy task (it delivered a final) reconnects at once with a fresh budget, then
+    // 1 + maxRetries quick task failures, each resent the audio since the last final
+    expect(a.connections).toHaveLength(4);
+    expect(a.connection(1).audio.equals(signal(0, 2000))).toBe(true);
+    for (const c of a.connections.slice(1)) expect(c.audio.equals(signal(1000, 100))).toBe(true);
+    // B: exactly the audio since the end of the last final, then live audio, once
+    expect(b.connection(1).audio.equals(signal(1000, 2500))).toBe(true);
+    expect(b.connection(1).finishCalls).toBe(1);
+    expect(h.utterances.map((u) => [u.seq, u.startMs, u.endMs, u.text, u.model])).toEqual([
+      [1, 100, 1000, 'one', 'model-a'],
+      [2, 1200, 2500, 'two', 'model-b'], // B's task time + offset 1000: on the call timeline
+    ]);
+    // each sentence's emotion normalised by the provider of the model that produced it
+    expect(h.utterances[0]?.emotion).toMatchObject({ raw: 'positive', provider: 'model-a', valence: 1 });
+    expect(h.utterances[1]?.emotion).toEqual({ raw: 'surprised', provider: 'model-b/custom', confidence: null, valence: 0, arousal: 1 });
+    expect(h.runner.stats).toMatchObject({ duplicateFinals: 1, utterances: 2, failovers: 1, model: 'model-b' });
+    expect(h.runner.status).toBe('finished');
+    expect(h.failovers).toEqual([{ from: 'model-a', to: 'model-b', reason: 'ERR_ASR_TASK_FAILED', trigger: 'retries-exhausted', failovers: 1 }]);
+    expect(h.statuses.map((s) => [s.status, s.model, s.failoverFrom])).toEqual([
+      ['pending', 'model-a', undefined],
+      ['active', 'model-a', undefined],
+      ['active', 'model-b', 'model-a'], // the switch: status stays active
+      ['finished', 'model-b', undefined],
+    ]);
+  });
+
+  it('a model-level permanent error switches at once, also between two models of one provider', async () => {
+    // one provider, two models; model-a is unknown to it
+    const shared = new FakeAsrProvider({
+      models: ['model-b'],
+      connectError: (_n, o) => (o.model === 'model-a' ? unsupportedModelError('model-a') : undefined),
+      script: () => ({ events: [{ atMs: 'finish', event: fakeFinal(0, 400, 'hi') }] }),
+    });
+    const statuses: AsrStreamStatusUpdate[] = [];
+    const utterances: Utterance[] = [];
+    const metrics = createMetrics();
+    const runner = new AsrStreamRunner({
+      candidates: [candidate(shared, 'model-a'), candidate(shared, 'model-b')],
+      limiter: unlimitedStartLimiter,
+      callId: 'call-1',
+      role: 'agent',
+      track: 'outbound',
+      metrics,
+      logger: silentLogger,
+      maxRetries: 5,
+      retryMinMs: 60_000, // a backoff would hang the test: a model error must switch without one
+      retryMaxMs: 60_000,
+      replayBufferMs: 10_000,
+      finishTimeoutMs: 100,
+      onUtterance: (u) => utterances.push(u),
+      onStatus: (s) => statuses.push(s),
+    });
+    runner.start();
+    pushAudio(runner, 0, 500);
+    await vi.waitFor(() => expect(runner.status).toBe('active'));
+    await runner.finish();
+    expect(shared.connectAttempts).toBe(2); // one on model-a, one on model-b
+    expect(shared.connection(1).options.model).toBe('model-b');
+    expect(shared.connection(1).audio.equals(signal(0, 500))).toBe(true);
+    expect(utterances.map((u) => [u.seq, u.text, u.model])).toEqual([[1, 'hi', 'model-b']]);
+    expect(statuses.find((s) => s.failoverFrom)).toMatchObject({ model: 'model-b', failoverFrom: 'model-a', failoverReason: 'ERR_ASR_UNSUPPORTED_MODEL' });
+    expect(await metricValue(metrics, 'callscribe_asr_failovers_total', { reason: 'ERR_ASR_UNSUPPORTED_MODEL' })).toBe(1);
+    expect(runner.status).toBe('finished');
+  });
+
+  it.each([
+    ['ERR_ASR_AUTH', authError],
+    ['ERR_ASR_NO_API_KEY', noApiKeyError],
+    ['ERR_ASR_QUOTA', quotaError],
+  ])('%s on A: no failover, one attempt, status failed', async (code, makeError) => {
+    const h = setupChain([{ connectError: () => makeError() }, {}], { maxRetries: 5 });
+    h.runner.start();
+    pushAudio(h.runner, 0, 300);
+    await vi.waitFor(() => expect(h.runner.status).toBe('failed'));
+    await settle();
+    expect(fakeAt(h, 0).connectAttempts).toBe(1);
+    expect(fakeAt(h, 1).connectAttempts).toBe(0);
+    expect(h.limiterCalls).toEqual(['model-a']);
+    expect(h.statuses.map((s) => [s.status, s.errorCode, s.model])).toEqual([
+      ['pending', null, 'model-a'],
+      ['failed', code, 'model-a'],
+    ]);
+    expect(h.failovers).toEqual([]);
+    expect(h.runner.stats).toMatchObject({ failovers: 0, model: 'model-a' });
+    expect(await metricValue(h.metrics, 'callscribe_asr_failovers_total')).toBe(0);
+  });
+
+  it('an account-level failure in the middle of a task does not fail over either', async () => {
+    const h = setupChain([{ script: () => ({ dropAfterBytes: 300 * PCM_BYTES_PER_MS, dropError: quotaError() }) }, {}]);
+    h.runner.start();
+    await vi.waitFor(() => expect(h.runner.status).toBe('active'));
+    pushAudio(h.runner, 0, 500);
+    await vi.waitFor(() => expect(h.runner.status).toBe('failed'));
+    await settle();
+    expect(fakeAt(h, 0).connectAttempts).toBe(1);
+    expect(fakeAt(h, 1).connectAttempts).toBe(0);
+    expect(h.statuses.at(-1)).toMatchObject({ status: 'failed', errorCode: 'ERR_ASR_QUOTA', model: 'model-a', failovers: 0 });
+  });
+
+  it('the last candidate exhausted: status failed with its error, after one failover per extra candidate', async () => {
+    const h = setupChain(
+      [{ connectError: () => disconnectedError() }, { connectError: () => throttledError() }, { connectError: () => badRequestError() }],
+      { maxRetries: 1 },
+    );
+    h.runner.start();
+    pushAudio(h.runner, 0, 200);
+    await vi.waitFor(() => expect(h.runner.status).toBe('failed'));
+    await settle();
+    expect(h.fakes.map((f) => f.connectAttempts)).toEqual([2, 2, 1]); // model-level error on the last: one attempt
+    expect(h.limiterCalls).toEqual(['model-a', 'model-a', 'model-b', 'model-b', 'model-c']);
+    expect(h.failovers.map((f) => [f.from, f.to, f.reason, f.failovers])).toEqual([
+      ['model-a', 'model-b', 'ERR_ASR_DISCONNECTED', 1],
+      ['model-b', 'model-c', 'ERR_ASR_THROTTLED', 2],
+    ]);
+    expect(h.statuses.map((s) => [s.status, s.model, s.errorCode])).toEqual([
+      ['pending', 'model-a', null],
+      ['pending', 'model-b', null],
+      ['pending', 'model-c', null],
+      ['failed', 'model-c', 'ERR_ASR_BAD_REQUEST'],
+    ]);
+    expect(h.runner.stats).toMatchObject({ failovers: 2, model: 'model-c', connectAttempts: 5 });
+    expect(await metricValue(h.metrics, 'callscribe_asr_failovers_total')).toBe(2);
+  });
+
+  it('finishing fails permanently on A: the remaining audio goes to B, which finishes', async () => {
+    const h = setupChain([
+      { script: () => ({ events: [{ atMs: 600, event: fakeFinal(0, 500, 'one') }], finish: badRequestError() }) },
+      { script: () => ({ events: [{ atMs: 'finish', event: fakeFinal(100, 400, 'two') }] }) },
+    ]);
+    const [a, b] = [fakeAt(h, 0), fakeAt(h, 1)];
+    h.runner.start();
+    await vi.waitFor(() => expect(h.runner.status).toBe('active'));
+    pushAudio(h.runner, 0, 1000);
+    await vi.waitFor(() => expect(h.utterances).toHaveLength(1));
+    await h.runner.finish();
+    expect(a.connectAttempts).toBe(1);
+    expect(a.connection(1).finishCalls).toBe(1);
+    expect(a.connection(1).closed).toBe(true);
+    expect(b.connection(1).audio.equals(signal(500, 500))).toBe(true);
+    expect(b.connection(1).finishCalls).toBe(1);
+    expect(h.utterances.map((u) => [u.seq, u.startMs, u.endMs, u.model])).toEqual([
+      [1, 0, 500, 'model-a'],
+      [2, 600, 900, 'model-b'],
+    ]);
+    expect(h.runner.status).toBe('finished');
+    expect(h.failovers).toEqual([{ from: 'model-a', to: 'model-b', reason: 'ERR_ASR_BAD_REQUEST', trigger: 'model-error', failovers: 1 }]);
+  });
+
+  it('a model error while finishing with every sentence in: finished, no failover', async () => {
+    const h = setupChain([
+      { script: () => ({ events: [{ atMs: 1000, event: fakeFinal(0, 1000, 'all') }], finish: badRequestError() }) },
+      {},
+    ]);
+    h.runner.start();
+    await vi.waitFor(() => expect(h.runner.status).toBe('active'));
+    pushAudio(h.runner, 0, 1000);
+    await vi.waitFor(() => expect(h.utterances).toHaveLength(1));
+    await h.runner.finish();
+    expect(fakeAt(h, 0).connection(1).finishCalls).toBe(1);
+    expect(fakeAt(h, 1).connectAttempts).toBe(0);
+    expect(h.runner.status).toBe('finished');
+    expect(h.runner.stats).toMatchObject({ failovers: 0, model: 'model-a' });
+    expect(h.failovers).toEqual([]);
+  });
+
+  it('finish keeps timing out on A: after the budget B gets the remaining audio and finishes', async () => {
+    const h = setupChain(
+      [{ script: () => ({ finish: 'hang' }) }, { script: () => ({ events: [{ atMs: 'finish', event: fakeFinal(0, 300, 'tail') }] }) }],
+      { maxRetries: 1, finishTimeoutMs: 20 },
+    );
+    h.runner.start();
+    pushAudio(h.runner, 0, 300);
+    await h.runner.finish();
+    expect(fakeAt(h, 0).connections).toHaveLength(2);
+    expect(fakeAt(h, 1).connection(1).audio.equals(signal(0, 300))).toBe(true);
+    expect(h.utterances.map((u) => [u.seq, u.text, u.model])).toEqual([[1, 'tail', 'model-b']]);
+    expect(h.runner.status).toBe('finished');
+    expect(h.failovers[0]).toMatchObject({ reason: 'ERR_ASR_FINISH_TIMEOUT', trigger: 'retries-exhausted' });
+  });
+
+  it('a model that keeps delivering between drops is healthy: no failover', async () => {
+    const h = setupChain(
+      [
+        {
+          script: (n) =>
+            n <= 4 ? { events: [{ atMs: 100, event: fakeFinal(0, 100, `s${n}`) }], dropAfterBytes: 200 * PCM_BYTES_PER_MS } : {},
+        },
+        {},
+      ],
+      { maxRetries: 1 },
+    );
+    h.runner.start();
+    await vi.waitFor(() => expect(h.runner.status).toBe('active'));
+    pushAudio(h.runner, 0, 1000);
+    await vi.waitFor(() => expect(fakeAt(h, 0).connections).toHaveLength(5));
+    await h.runner.finish();
+    expect(h.runner.status).toBe('finished');
+    expect(fakeAt(h, 1).connectAttempts).toBe(0);
+    expect(h.utterances.map((u) => u.model)).toEqual(['model-a', 'model-a', 'model-a', 'model-a']);
+    expect(h.runner.stats.failovers).toBe(0);
+  });
+
+  it('abort during the switch stops everything', async () => {
+    const h = setupChain([{ connectError: () => unsupportedModelError('model-a') }, { connectDelayMs: 50 }]);
+    h.runner.start();
+    pushAudio(h.runner, 0, 200);
+    await vi.waitFor(() => expect(fakeAt(h, 1).connectAttempts).toBe(1), { interval: 1 });
+    h.runner.abort();
+    await vi.waitFor(() => expect(fakeAt(h, 1).connections).toHaveLength(1));
+    await settle();
+    expect(fakeAt(h, 1).connection(1).closed).toBe(true);
+    expect(h.statuses.at(-1)).toMatchObject({ status: 'failed', errorCode: 'ERR_ASR_ABORTED', model: 'model-b' });
+    expect(h.runner.stats.tasks).toBe(0);
   });
 });

@@ -17,12 +17,23 @@
  *   for retryable AppErrors, at most `maxRetries` retries after consecutive failures (so
  *   maxRetries + 1 attempts). A connection that delivered a final or lived ≥ 30 s
  *   (QuickFailureTracker) resets the budget and reconnects at once. A permanent error (bad
- *   key, bad request) fails the stream after exactly one attempt.
+ *   key, bad request) ends the model after exactly one attempt: the stream fails, or fails
+ *   over when the error is model-level and another candidate is left.
  * - Status: pending (start) → active (first task started) → finished | failed, reported once
  *   per transition through onStatus. abort() ends as failed / ERR_ASR_ABORTED.
  * - finish() stops accepting audio, waits for a pending (re)connect, lets the provider finish
  *   (finish-task → task-finished, remaining finals delivered) and never throws. A connection
  *   on which no audio was ever sent is closed without finish-task.
+ * - Failover (docs/failover.md): the runner has an ordered list of candidates (routed model
+ *   first, then the fallbacks) and runs on one at a time. It moves to the next one, mid-call,
+ *   when the current model's retry budget for retryable errors is exhausted, or at once on a
+ *   permanent error specific to the model or request (MODEL_LEVEL_ERROR_CODES). Account-level
+ *   errors (ACCOUNT_LEVEL_ERROR_CODES: key refused, no key, account in arrears) never fail
+ *   over. A switch is a reconnect on another model: the failed connection is already closed
+ *   (abort, no finish), the new model gets a fresh retry budget, its start goes through the
+ *   limiter for its own model, and the replay buffer is resent, so the dedupe guard and the
+ *   call timeline work across the switch exactly as across a reconnect. A switch during
+ *   finish() finishes on the new model. The last candidate exhausted → failed.
  */
 import pRetry, { AbortError } from 'p-retry';
 import { AppError, errorMessage, isAppError } from '../core/errors.js';
@@ -48,12 +59,76 @@ export const SEND_FRAME_BYTES = 100 * PCM_BYTES_PER_MS;
 /** A connection that lived this long is healthy even without a final. */
 export const HEALTHY_CONNECTION_MS = 30_000;
 
+/**
+ * Error codes that say the DashScope key or account is refused, not the model: no failover.
+ * Every candidate uses the same key and account, so the fallback would be refused too; a
+ * failover would only double the rejected attempts (and the load on a key that may be
+ * locked out) and turn "your key is refused" into a confusing second error from another
+ * model. The stream fails at once with the real error.
+ */
+export const ACCOUNT_LEVEL_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ERR_ASR_AUTH',
+  'ERR_ASR_NO_API_KEY',
+  'ERR_ASR_QUOTA',
+]);
+
+/**
+ * Permanent errors that are specific to the model or to the request built for it (unknown or
+ * unsupported model, parameters it rejects): the next candidate may well accept its own
+ * request, so these fail over at once instead of failing the stream.
+ */
+export const MODEL_LEVEL_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ERR_ASR_UNSUPPORTED_MODEL',
+  'ERR_ASR_BAD_REQUEST',
+]);
+
+/** Why a stream left a model. */
+export type AsrFailoverTrigger = 'retries-exhausted' | 'model-error';
+
+/**
+ * Whether the error that ended a candidate's retry loop moves the stream to the next
+ * candidate: account-level codes never; any other retryable error (the loop only ends on one
+ * when the budget is gone) → 'retries-exhausted'; model-level permanent codes →
+ * 'model-error'; every other permanent error (internal, aborted, unknown) never.
+ */
+export function failoverTrigger(error: AppError): AsrFailoverTrigger | null {
+  if (ACCOUNT_LEVEL_ERROR_CODES.has(error.code)) return null;
+  if (error.retryable) return 'retries-exhausted';
+  if (MODEL_LEVEL_ERROR_CODES.has(error.code)) return 'model-error';
+  return null;
+}
+
 export interface AsrStreamStatusUpdate {
   readonly status: StreamStatus;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
   readonly reconnects: number;
   readonly utterances: number;
+  /** The model the stream runs on now (after a failover: the model it switched to). */
+  readonly model: string;
+  /** Failovers so far. */
+  readonly failovers: number;
+  /** Only on the update a failover emits: the model the stream left. */
+  readonly failoverFrom?: string | undefined;
+  /** Only on the update a failover emits: the error code that made it leave. */
+  readonly failoverReason?: string | undefined;
+}
+
+/** One model the stream may run on: a provider and the connect options for that model. */
+export interface AsrCandidate {
+  readonly provider: AsrProvider;
+  readonly connectOptions: AsrConnectOptions;
+}
+
+/** Reported through onFailover on every switch. */
+export interface AsrFailover {
+  readonly from: string;
+  readonly to: string;
+  /** Error code that made the stream leave `from`. */
+  readonly reason: string;
+  readonly trigger: AsrFailoverTrigger;
+  /** 1 for the first failover of the stream, 2 for the second… */
+  readonly failovers: number;
 }
 
 /** An interim result on the call timeline (not persisted). */
@@ -64,8 +139,14 @@ export interface AsrInterim {
 }
 
 export interface AsrStreamRunnerOptions {
-  readonly provider: AsrProvider;
-  readonly connectOptions: AsrConnectOptions;
+  /**
+   * Ordered models to run on: the routed model first, then the fallbacks. Give either
+   * `candidates` or `provider` + `connectOptions` (a one-element list), not both.
+   */
+  readonly candidates?: readonly AsrCandidate[] | undefined;
+  /** Single-model form: the same as `candidates: [{ provider, connectOptions }]`. */
+  readonly provider?: AsrProvider | undefined;
+  readonly connectOptions?: AsrConnectOptions | undefined;
   readonly limiter: TaskStartLimiter;
   readonly callId: string;
   readonly role: Role;
@@ -73,7 +154,7 @@ export interface AsrStreamRunnerOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly clock?: Clock | undefined;
-  /** Retries after consecutive failures before the stream fails. */
+  /** Retries after consecutive failures before the model is given up (failover or failed). */
   readonly maxRetries: number;
   readonly retryMinMs: number;
   readonly retryMaxMs: number;
@@ -84,6 +165,8 @@ export interface AsrStreamRunnerOptions {
   onUtterance(u: Utterance): void;
   onStatus(s: AsrStreamStatusUpdate): void;
   onInterim?(i: AsrInterim): void;
+  /** Called on every switch to the next candidate (after the status update). */
+  onFailover?(f: AsrFailover): void;
 }
 
 export interface AsrStreamStats {
@@ -105,6 +188,10 @@ export interface AsrStreamStats {
   readonly droppedAfterFailureMs: number;
   /** Audio pushed after finish()/abort(), ms. */
   readonly droppedAfterCloseMs: number;
+  /** Switches to the next candidate. */
+  readonly failovers: number;
+  /** The model the stream runs on now. */
+  readonly model: string;
 }
 
 type Phase = 'idle' | 'connecting' | 'connected' | 'backoff' | 'done';
@@ -135,7 +222,28 @@ class LiveTask {
   error: AppError | null = null;
   /** Rejects when the connection fails (onError) or the runner aborts. */
   readonly ended: Deferred<never> = deferred<never>();
-  constructor(readonly id: number) {}
+  constructor(
+    readonly id: number,
+    /** The candidate this task runs on (its model labels the task's utterances and metrics). */
+    readonly candidate: AsrCandidate,
+  ) {}
+
+  get model(): string {
+    return this.candidate.connectOptions.model;
+  }
+}
+
+function resolveCandidates(options: AsrStreamRunnerOptions): readonly AsrCandidate[] {
+  const single = options.provider !== undefined || options.connectOptions !== undefined;
+  if (options.candidates !== undefined) {
+    if (single) throw new TypeError('give either candidates or provider + connectOptions, not both');
+    if (options.candidates.length === 0) throw new RangeError('candidates must not be empty');
+    return options.candidates.slice();
+  }
+  if (!options.provider || !options.connectOptions) {
+    throw new TypeError('provider and connectOptions (or candidates) are required');
+  }
+  return [{ provider: options.provider, connectOptions: options.connectOptions }];
 }
 
 /** Thrown out of p-retry when a healthy connection dropped: restart with a fresh budget. */
@@ -166,11 +274,15 @@ function abortedError(): AppError {
 export class AsrStreamRunner {
   private readonly opts: AsrStreamRunnerOptions;
   private readonly clock: Clock;
-  private readonly log: Logger;
-  private readonly model: string;
+  private readonly baseLog: Logger;
+  /** baseLog with the current model. */
+  private log: Logger;
+  private readonly candidates: readonly AsrCandidate[];
+  private candidateIndex = 0;
   private readonly replay: ReplayBuffer;
   private readonly marks: ReceivedMarks;
-  private readonly tracker: QuickFailureTracker;
+  /** Per candidate: a switch starts a fresh one. */
+  private tracker: QuickFailureTracker;
 
   private statusValue: StreamStatus = 'pending';
   private errorCode: string | null = null;
@@ -203,12 +315,14 @@ export class AsrStreamRunner {
   private emptyFinals = 0;
   private droppedAfterFailureMs = 0;
   private droppedAfterCloseMs = 0;
+  private failovers = 0;
 
   constructor(options: AsrStreamRunnerOptions) {
     this.opts = options;
     this.clock = options.clock ?? systemClock;
-    this.model = options.connectOptions.model;
-    this.log = options.logger.child({ callId: options.callId, role: options.role, track: options.track, model: this.model });
+    this.candidates = resolveCandidates(options);
+    this.baseLog = options.logger.child({ callId: options.callId, role: options.role, track: options.track });
+    this.log = this.baseLog.child({ model: this.model });
     this.replay = new ReplayBuffer(options.replayBufferMs);
     // one mark per pushed chunk; 20 ms chunks over the whole replay window, plus slack
     this.marks = new ReceivedMarks(Math.ceil(options.replayBufferMs / 20) + 256);
@@ -217,6 +331,17 @@ export class AsrStreamRunner {
 
   get status(): StreamStatus {
     return this.statusValue;
+  }
+
+  /** The model the stream runs on now. */
+  get model(): string {
+    return this.candidate.connectOptions.model;
+  }
+
+  private get candidate(): AsrCandidate {
+    const c = this.candidates[this.candidateIndex];
+    if (!c) throw new Error('no current ASR candidate'); // unreachable: the index never passes the end
+    return c;
   }
 
   get stats(): AsrStreamStats {
@@ -232,6 +357,8 @@ export class AsrStreamRunner {
       emptyFinals: this.emptyFinals,
       droppedAfterFailureMs: this.droppedAfterFailureMs,
       droppedAfterCloseMs: this.droppedAfterCloseMs,
+      failovers: this.failovers,
+      model: this.model,
     };
   }
 
@@ -344,7 +471,17 @@ export class AsrStreamRunner {
           }
           if (err instanceof HealthyDrop) continue; // fresh retry budget, reconnect at once
           const final = this.lastError ?? toAppError(err);
-          this.log.warn({ code: final.code, retryable: final.retryable, attempts: this.connectAttempts }, 'ASR stream gave up');
+          const trigger = failoverTrigger(final);
+          if (trigger !== null && this.nothingLeft()) {
+            // finishing and every sentence is in: nothing for another model to recognise
+            this.complete();
+            return;
+          }
+          if (trigger !== null && this.failOver(final, trigger)) continue; // next model, fresh budget
+          this.log.warn(
+            { code: final.code, retryable: final.retryable, attempts: this.connectAttempts, failovers: this.failovers },
+            'ASR stream gave up',
+          );
           this.failStream(final, true);
           return;
         }
@@ -356,30 +493,62 @@ export class AsrStreamRunner {
     }
   }
 
+  /**
+   * Moves the stream to the next candidate; false when there is none. The failed connection
+   * is already closed (attempt() closes it without finish); the next p-retry loop gives the
+   * new model a fresh budget and its first attempt resends the replay buffer.
+   */
+  private failOver(error: AppError, trigger: AsrFailoverTrigger): boolean {
+    const next = this.candidates[this.candidateIndex + 1];
+    if (!next) return false;
+    const from = this.model;
+    this.candidateIndex++;
+    this.failovers++;
+    this.tracker = new QuickFailureTracker(this.opts.healthyConnectionMs ?? HEALTHY_CONNECTION_MS);
+    const to = this.model;
+    this.log = this.baseLog.child({ model: to });
+    this.opts.metrics.asrFailovers.inc({ from, to, reason: error.code });
+    this.log.warn(
+      { code: error.code, trigger, from, to, attempts: this.connectAttempts, replayMs: this.replay.durationMs },
+      'ASR stream failing over to the next model',
+    );
+    this.emitStatus({ failoverFrom: from, failoverReason: error.code });
+    if (this.opts.onFailover) {
+      try {
+        this.opts.onFailover({ from, to, reason: error.code, trigger, failovers: this.failovers });
+      } catch (err) {
+        this.log.error({ code: 'ERR_ASR_HANDLER', err: errorMessage(err) }, 'onFailover threw');
+      }
+    }
+    return true;
+  }
+
   /** One p-retry attempt: (limiter → connect → replay → live → finish). */
   private async attempt(): Promise<void> {
     if (this.aborted) throw new AbortError(ABORTED);
     if (this.nothingLeft()) return;
+    const candidate = this.candidate;
+    const model = candidate.connectOptions.model;
     if (this.connectAttempts > 0) {
       this.reconnects++;
-      this.opts.metrics.asrReconnects.inc({ model: this.model, reason: this.lastError?.code ?? 'unknown' });
+      this.opts.metrics.asrReconnects.inc({ model, reason: this.lastError?.code ?? 'unknown' });
     }
     this.connectAttempts++;
     this.phase = 'connecting';
-    const live = new LiveTask(this.nextTaskId++);
+    const live = new LiveTask(this.nextTaskId++, candidate);
     let conn: AsrConnection;
     try {
-      const waitedMs = await this.opts.limiter.acquire(this.model);
-      this.opts.metrics.asrStartQueueWaitMs.observe({ model: this.model }, waitedMs);
+      const waitedMs = await this.opts.limiter.acquire(model);
+      this.opts.metrics.asrStartQueueWaitMs.observe({ model }, waitedMs);
       if (this.aborted) throw new AbortError(ABORTED);
-      conn = await this.opts.provider.connect(this.opts.connectOptions, {
+      conn = await candidate.provider.connect(candidate.connectOptions, {
         onEvent: (e) => this.onEvent(live, e),
         onError: (e) => this.onConnectionError(live, e),
       });
     } catch (err) {
       if (err instanceof AbortError || this.aborted) throw err;
       const e = toAppError(err);
-      this.noteError(e, 'connect');
+      this.noteError(e, 'connect', model);
       this.tracker.record(null);
       if (e.retryable && this.nothingLeft()) return; // finishing, every sentence is in
       this.phase = 'backoff';
@@ -394,7 +563,7 @@ export class AsrStreamRunner {
     this.tasks++;
     this.current = live;
     this.phase = 'connected';
-    this.opts.metrics.asrActiveSessions.inc({ model: this.model });
+    this.opts.metrics.asrActiveSessions.inc({ model });
     if (this.statusValue === 'pending') this.setStatus('active');
     this.log.debug({ taskId: conn.taskId, offsetMs: this.replay.startMs, replayMs: this.replay.durationMs }, 'ASR task started');
     let outcome = 'failed';
@@ -410,7 +579,7 @@ export class AsrStreamRunner {
         throw new AbortError(ABORTED);
       }
       const e = toAppError(err);
-      this.noteError(e, 'task');
+      this.noteError(e, 'task', model);
       const healthy = this.tracker.record({
         livedMs: this.clock.monotonicMs() - live.connectedAtMono,
         deliveredFinal: live.deliveredFinal,
@@ -421,8 +590,8 @@ export class AsrStreamRunner {
       throw e;
     } finally {
       if (this.current === live) this.current = null;
-      this.opts.metrics.asrActiveSessions.dec({ model: this.model });
-      this.opts.metrics.asrSessions.inc({ model: this.model, outcome });
+      this.opts.metrics.asrActiveSessions.dec({ model });
+      this.opts.metrics.asrSessions.inc({ model, outcome });
     }
   }
 
@@ -501,10 +670,11 @@ export class AsrStreamRunner {
         endMs,
         text: event.text,
         words,
+        // the model and provider of the task that produced the sentence
         emotion: event.emotion
-          ? this.opts.provider.normaliseEmotion(this.model, event.emotion.raw, event.emotion.confidence)
+          ? live.candidate.provider.normaliseEmotion(live.model, event.emotion.raw, event.emotion.confidence)
           : null,
-        model: this.model,
+        model: live.model,
         asrTaskId: live.conn.taskId,
         timing: { audioEndAt, finalReceivedAt: this.clock.now() },
       };
@@ -531,7 +701,7 @@ export class AsrStreamRunner {
       live.timeline.noteSent(frame.startMs, ms);
       conn.sendAudio(frame.pcm);
       this.audioSentMs += ms;
-      this.opts.metrics.asrAudioSentMs.inc({ model: this.model }, ms);
+      this.opts.metrics.asrAudioSentMs.inc({ model: live.model }, ms);
     }
     const now = this.clock.now();
     for (const chunk of chunks) {
@@ -554,9 +724,9 @@ export class AsrStreamRunner {
     this.opts.metrics.asrReplayDroppedMs.inc({ model: this.model }, droppedMs);
   }
 
-  private noteError(e: AppError, phase: 'connect' | 'task'): void {
+  private noteError(e: AppError, phase: 'connect' | 'task', model: string): void {
     this.lastError = e;
-    this.opts.metrics.asrErrors.inc({ model: this.model, code: e.code });
+    this.opts.metrics.asrErrors.inc({ model, code: e.code });
     this.log.warn({ code: e.code, retryable: e.retryable, phase, details: e.details }, 'ASR connection failed');
   }
 
@@ -585,7 +755,7 @@ export class AsrStreamRunner {
     this.emitStatus();
   }
 
-  private emitStatus(): void {
+  private emitStatus(failover?: { readonly failoverFrom: string; readonly failoverReason: string }): void {
     try {
       this.opts.onStatus({
         status: this.statusValue,
@@ -593,6 +763,9 @@ export class AsrStreamRunner {
         errorMessage: this.errorText,
         reconnects: this.reconnects,
         utterances: this.utterances,
+        model: this.model,
+        failovers: this.failovers,
+        ...failover,
       });
     } catch (err) {
       this.log.error({ code: 'ERR_ASR_HANDLER', err: errorMessage(err) }, 'onStatus threw');

@@ -25,6 +25,7 @@ export interface Metrics {
   readonly asrSessions: Counter<'model' | 'outcome'>;
   readonly asrReconnects: Counter<'model' | 'reason'>;
   readonly asrErrors: Counter<'model' | 'code'>;
+  readonly asrFailovers: Counter<'from' | 'to' | 'reason'>;
   readonly asrActiveSessions: Gauge<'model'>;
   readonly asrStartQueueWaitMs: Histogram<'model'>;
   readonly asrReplayDroppedMs: Counter<'model'>;
@@ -62,6 +63,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     asrSessions: new Counter({ name: 'callscribe_asr_sessions_total', help: 'ASR tasks started, by outcome', labelNames: ['model', 'outcome'], registers }),
     asrReconnects: new Counter({ name: 'callscribe_asr_reconnects_total', help: 'ASR reconnects, by reason code', labelNames: ['model', 'reason'], registers }),
     asrErrors: new Counter({ name: 'callscribe_asr_errors_total', help: 'ASR errors, by stable code', labelNames: ['model', 'code'], registers }),
+    asrFailovers: new Counter({ name: 'callscribe_asr_failovers_total', help: 'Speaker streams switched to the next model mid-call, by models and the error code that caused it', labelNames: ['from', 'to', 'reason'], registers }),
     asrActiveSessions: new Gauge({ name: 'callscribe_asr_active_sessions', help: 'Open ASR connections', labelNames: ['model'], registers }),
     asrStartQueueWaitMs: new Histogram({ name: 'callscribe_asr_start_wait_ms', help: 'Time a task start waited for the per-model rate limit', labelNames: ['model'], buckets: [0, 10, 50, 100, 250, 500, 1000, 2000, 5000], registers }),
     asrReplayDroppedMs: new Counter({ name: 'callscribe_asr_replay_dropped_ms_total', help: 'Audio dropped from the bounded replay buffer, ms', labelNames: ['model'], registers }),

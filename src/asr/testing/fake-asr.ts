@@ -42,12 +42,15 @@ export interface FakeConnectionScript {
 export interface FakeAsrOptions {
   readonly name?: string;
   readonly models?: readonly string[];
-  /** Error to reject the n-th connect() with (1-based, counting every attempt). */
-  readonly connectError?: (attempt: number) => AppError | undefined;
+  /** Error to reject the n-th connect() with (1-based, counting every attempt); also gets the
+   * connect options, for model-specific failures. */
+  readonly connectError?: (attempt: number, options: AsrConnectOptions) => AppError | undefined;
   /** Script for the n-th successful connection (1-based). */
   readonly script?: (connection: number) => FakeConnectionScript;
   /** Delay before connect() settles, ms (real timers). */
   readonly connectDelayMs?: number;
+  /** Emotion normalisation; default the paraformer mapping (provider = model). */
+  readonly normaliseEmotion?: (model: string, raw: string, confidence: number | null) => Emotion;
 }
 
 export function disconnectedError(): AppError {
@@ -60,6 +63,30 @@ export function authError(): AppError {
 
 export function throttledError(): AppError {
   return new AppError('ERR_ASR_THROTTLED', 'fake: throttled', { category: 'rate_limit', retryable: true });
+}
+
+export function noApiKeyError(): AppError {
+  return new AppError('ERR_ASR_NO_API_KEY', 'fake: no key', { category: 'authentication', retryable: false });
+}
+
+export function quotaError(): AppError {
+  return new AppError('ERR_ASR_QUOTA', 'fake: account in arrears', { category: 'quota', retryable: false });
+}
+
+export function unsupportedModelError(model = 'fake-8k'): AppError {
+  return new AppError('ERR_ASR_UNSUPPORTED_MODEL', 'fake: model not supported', {
+    category: 'invalid_request',
+    retryable: false,
+    details: { model },
+  });
+}
+
+export function badRequestError(): AppError {
+  return new AppError('ERR_ASR_BAD_REQUEST', 'fake: request rejected', { category: 'invalid_request', retryable: false });
+}
+
+export function taskFailedError(): AppError {
+  return new AppError('ERR_ASR_TASK_FAILED', 'fake: task failed', { category: 'server', retryable: true });
 }
 
 /** A final result in task time. */
@@ -213,7 +240,7 @@ export class FakeAsrProvider implements AsrProvider {
     const attempt = this.connectAttempts;
     if (this.opts.connectDelayMs) await new Promise((r) => setTimeout(r, this.opts.connectDelayMs));
     else await Promise.resolve();
-    const err = this.opts.connectError?.(attempt);
+    const err = this.opts.connectError?.(attempt, options);
     if (err) throw err;
     const index = this.connections.length + 1;
     const conn = new FakeAsrConnection(index, options, handlers, this.opts.script?.(index) ?? {});
@@ -222,7 +249,7 @@ export class FakeAsrProvider implements AsrProvider {
   }
 
   normaliseEmotion(model: string, raw: string, confidence: number | null): Emotion {
-    return normaliseParaformerEmotion(model, raw, confidence);
+    return (this.opts.normaliseEmotion ?? normaliseParaformerEmotion)(model, raw, confidence);
   }
 
   /** The n-th successful connection (1-based). */
