@@ -24,7 +24,7 @@ import {
   uuid,
 } from 'drizzle-orm/pg-core';
 import type { Role } from '../core/types.js';
-import type { StreamStatus } from '../queue/jobs.js';
+import type { RoleRouting, StreamStatus } from '../queue/jobs.js';
 
 /** Where a call's audio came from. 'unknown' only until the call-start job is persisted. */
 export const CALL_SOURCES = ['twilio', 'rtp', 'sip', 'unknown'] as const;
@@ -66,6 +66,8 @@ export const calls = pgTable(
     roles: jsonb('roles').$type<Record<string, Role>>().notNull().default({}),
     /** role → recogniser model, e.g. {"customer": "paraformer-realtime-8k-v2"}. */
     models: jsonb('models').$type<Partial<Record<Role, string>>>().notNull().default({}),
+    /** role → routing decision {model, fallback, rule, language} (docs/routing.md). */
+    routing: jsonb('routing').$type<Partial<Record<Role, RoleRouting>>>().notNull().default({}),
     /** Ingest counters at call end (frames, drops by code, gaps), non-PII. */
     ingestStats: jsonb('ingest_stats').$type<Record<string, number>>(),
     createdAt: tstz('created_at').notNull().defaultNow(),
@@ -151,7 +153,9 @@ export const utterances = pgTable(
     emotionConfidence: real('emotion_confidence'),
     /** Normalised valence: -1 negative, 0 neutral, 1 positive; null: no emotion. */
     valence: smallint('valence'),
-    /** Recogniser model of the sentence. */
+    /** Normalised arousal: 1 high, 0 low; null where the label does not tell (paraformer). */
+    arousal: smallint('arousal'),
+    /** Recogniser model of the sentence (with failover it can change within a call). */
     model: text('model').notNull(),
     /** Provider task / session id that produced the sentence. */
     asrTaskId: text('asr_task_id').notNull(),
@@ -170,6 +174,7 @@ export const utterances = pgTable(
     index('utterances_started_idx').on(t.callStartedAt),
     check('utterances_role_check', sql`role IN ('customer', 'agent')`),
     check('utterances_valence_check', sql`valence IN (-1, 0, 1)`),
+    check('utterances_arousal_check', sql`arousal IN (0, 1)`),
   ],
 );
 

@@ -17,6 +17,18 @@ export const JOB_CALL_END = 'call-end';
 
 export type StreamStatus = 'pending' | 'active' | 'finished' | 'failed';
 
+/** The routing decision for one role and the rule that made it (src/asr/routing/policy.ts). */
+export interface RoleRouting {
+  /** Model the stream started on. */
+  readonly model: string;
+  /** Model it switches to when that one fails (null: none). */
+  readonly fallback: string | null;
+  /** Rule name, or "customParameters.asrModel", "tenants.<id>", "default", "env-default". */
+  readonly rule: string;
+  /** Language hint sent to the recogniser (null: none). */
+  readonly language: string | null;
+}
+
 export interface CallStartJob {
   readonly callId: string;
   readonly source: CallSource;
@@ -31,6 +43,8 @@ export interface CallStartJob {
   readonly roles: Readonly<Record<string, Role>>;
   /** role → model. */
   readonly models: Readonly<Partial<Record<Role, string>>>;
+  /** role → routing decision, stored with the call (calls.routing). */
+  readonly routing: Readonly<Partial<Record<Role, RoleRouting>>>;
 }
 
 export interface UtteranceJob {

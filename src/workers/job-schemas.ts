@@ -29,6 +29,7 @@ const emotionSchema = z.object({
   provider: z.string().min(1),
   confidence: z.number().min(0).max(1).nullable(),
   valence: z.union([z.literal(-1), z.literal(0), z.literal(1)]),
+  arousal: z.union([z.literal(0), z.literal(1)]).nullable().optional(),
 });
 
 export const utteranceSchema = z.object({
@@ -50,6 +51,13 @@ export const utteranceSchema = z.object({
   }),
 });
 
+const roleRouting = z.object({
+  model: z.string().min(1),
+  fallback: z.string().min(1).nullable(),
+  rule: z.string().min(1),
+  language: z.string().min(1).nullable(),
+});
+
 export const callStartJobSchema = z.object({
   callId,
   source: z.enum(['twilio', 'rtp', 'sip']),
@@ -59,6 +67,8 @@ export const callStartJobSchema = z.object({
   customParameters: stringMap,
   roles: z.record(z.string(), role),
   models: z.object({ customer: z.string().min(1).optional(), agent: z.string().min(1).optional() }),
+  // absent in jobs enqueued by a version before routing (rolling deploys): stored as {}
+  routing: z.object({ customer: roleRouting.optional(), agent: roleRouting.optional() }).default({}),
 });
 
 export const utteranceJobSchema = z

@@ -10,7 +10,9 @@ import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, type Database } from '../../src/db/client.js';
 import { getCall, getCallStream, listCallStreams } from '../../src/db/repositories/calls.js';
-import { listUtterances } from '../../src/db/repositories/utterances.js';
+import { listUtterances, utteranceRow } from '../../src/db/repositories/utterances.js';
+import { sqlState } from '../../src/db/errors.js';
+import { utterances as utterancesTable } from '../../src/db/schema.js';
 import type { Role, Utterance } from '../../src/core/types.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import {
@@ -34,6 +36,11 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { createTestRedis, freePort, privateRedis, type TestRedis } from '../support/redis.js';
 
 const MODEL = 'paraformer-realtime-8k-v2';
+const QWEN = 'qwen3-asr-flash-realtime';
+const ROUTING: CallStartJob['routing'] = {
+  customer: { model: MODEL, fallback: null, rule: 'default', language: null },
+  agent: { model: MODEL, fallback: null, rule: 'default', language: null },
+};
 const FAST_RETRY = { backoff: { type: 'exponential', delay: 100 } } as const;
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
@@ -67,6 +74,7 @@ function callStart(callId: string, startedAt: number, overrides: Partial<CallSta
     customParameters: { agentId: 'agent-1025', queue: 'billing' },
     roles: { inbound: 'customer', outbound: 'agent' },
     models: { customer: MODEL, agent: MODEL },
+    routing: ROUTING,
     ...overrides,
   };
 }
@@ -270,6 +278,7 @@ describe('queue → persist worker → Postgres', () => {
       customParameters: { agentId: 'agent-1025', queue: 'billing' },
       roles: { inbound: 'customer', outbound: 'agent' },
       models: { customer: MODEL, agent: MODEL },
+      routing: ROUTING,
       ingestStats: { frames: 3000, 'dropped.ERR_INGEST_BAD_JSON': 1 },
     });
     expect(call.startedAt.getTime()).toBe(startedAt);
@@ -320,6 +329,77 @@ describe('queue → persist worker → Postgres', () => {
     expect(await metricValue(metrics, 'callscribe_jobs_failed_total')).toBe(0);
     expect(await metricValue(metrics, 'callscribe_enqueued_to_persisted_ms', {}, 'callscribe_enqueued_to_persisted_ms_count')).toBe(3);
     expect(await metricValue(metrics, 'callscribe_final_to_enqueued_ms', {}, 'callscribe_final_to_enqueued_ms_count')).toBe(3);
+  });
+
+  it('stores the routing decision per role, and the model and arousal of every sentence across a failover', async () => {
+    const r = redisForTest('routing');
+    const metrics = createMetrics();
+    const producer = startProducer(r, metrics);
+    startWorker(r, metrics);
+    const callId = randomUUID();
+    const startedAt = Date.now() - 60_000;
+    const routing: CallStartJob['routing'] = {
+      customer: { model: QWEN, fallback: MODEL, rule: 'customer-emotion-on-qwen', language: 'zh' },
+      agent: { model: MODEL, fallback: null, rule: 'default', language: null },
+    };
+    const qwenEmotion = (raw: string, valence: -1 | 0 | 1, arousal: 0 | 1) => ({ raw, provider: QWEN, confidence: null, valence, arousal });
+    const sentences = [
+      utterance(callId, 'customer', 1, startedAt, { model: QWEN, words: [], emotion: qwenEmotion('angry', -1, 1) }),
+      utterance(callId, 'customer', 2, startedAt, { model: QWEN, words: [], emotion: qwenEmotion('sad', -1, 0) }),
+      // qwen failed over to paraformer: its labels carry no arousal (absent, or explicitly null)
+      utterance(callId, 'customer', 3, startedAt, { model: MODEL }),
+      utterance(callId, 'customer', 4, startedAt, { model: MODEL, emotion: { raw: 'neutral', provider: MODEL, confidence: 0.6, valence: 0, arousal: null } }),
+      utterance(callId, 'agent', 1, startedAt, { emotion: null }),
+    ];
+    await producer.enqueueCallStart(callStart(callId, startedAt, { models: { customer: QWEN, agent: MODEL }, routing }));
+    await Promise.all(sentences.map((u) => producer.enqueueUtterance({ callId, callStartedAt: startedAt, utterance: u })));
+    await waitFor('5 utterances', async () => (await utteranceCount(callId)) === 5);
+    const call = await waitFor('the start', async () => {
+      const c = await getCall(database.db, callId);
+      return c?.source === 'twilio' ? c : undefined;
+    });
+    expect(call.routing).toEqual(routing);
+    expect(call.models).toEqual({ customer: QWEN, agent: MODEL });
+
+    const rows = await listUtterances(database.db, callId);
+    const byKey = new Map(rows.map((u) => [`${u.role}-${u.seq}`, u]));
+    expect(byKey.get('customer-1')).toMatchObject({ model: QWEN, emotionRaw: 'angry', emotionProvider: QWEN, emotionConfidence: null, valence: -1, arousal: 1 });
+    expect(byKey.get('customer-2')).toMatchObject({ model: QWEN, emotionRaw: 'sad', valence: -1, arousal: 0 });
+    expect(byKey.get('customer-3')).toMatchObject({ model: MODEL, emotionRaw: 'negative', valence: -1, arousal: null });
+    expect(byKey.get('customer-4')).toMatchObject({ model: MODEL, emotionRaw: 'neutral', valence: 0, arousal: null });
+    expect(byKey.get('agent-1')).toMatchObject({ model: MODEL, emotionRaw: null, valence: null, arousal: null });
+    const perModel = await database.db.execute<{ model: string; n: number }>(
+      sql`select model, count(*)::int as n from utterances where call_id = ${callId} and role = 'customer' group by model order by model`,
+    );
+    expect(perModel.rows).toEqual([
+      { model: MODEL, n: 2 },
+      { model: QWEN, n: 2 },
+    ]);
+  });
+
+  it('stores {} for a call-start job without routing (enqueued before routing existed), refuses a bad arousal', async () => {
+    const metrics = createMetrics();
+    const process = createPersistProcessor({ repositories: postgresRepositories(database), metrics });
+    const callId = randomUUID();
+    const startedAt = Date.now();
+    const { routing: _omitted, ...legacy } = callStart(callId, startedAt);
+    await process({ name: 'call-start', data: legacy });
+    expect((await getCall(database.db, callId))?.routing).toEqual({});
+
+    const badRouting = { ...callStart(randomUUID(), startedAt), routing: { customer: { model: MODEL, rule: 'default' } } };
+    await expect(process({ name: 'call-start', data: badRouting })).rejects.toThrow(/ERR_QUEUE_JOB_INVALID: .*routing\.customer\.fallback/);
+
+    const bad = utterance(callId, 'customer', 1, startedAt, { emotion: { raw: 'angry', provider: QWEN, confidence: null, valence: -1, arousal: 2 as 1 } });
+    const err: unknown = await process({ name: JOB_UTTERANCE, data: { callId, callStartedAt: startedAt, utterance: bad } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toMatch(/utterance\.emotion\.arousal/);
+    // and Postgres itself refuses it (utterances_arousal_check)
+    const direct: unknown = await database.db
+      .insert(utterancesTable)
+      .values({ ...utteranceRow(callId, startedAt, bad), arousal: 2 })
+      .catch((e: unknown) => e);
+    expect(sqlState(direct)).toBe('23514');
+    expect(await utteranceCount(callId)).toBe(0);
   });
 
   it('persists an utterance processed before its call-start, and a late start neither reopens nor loses anything', async () => {

@@ -33,6 +33,7 @@ export async function upsertCallStart(db: Db, job: CallStartJob): Promise<void> 
     customParameters: { ...job.customParameters },
     roles: { ...job.roles },
     models: { ...job.models },
+    routing: { ...job.routing },
   };
   await db
     .insert(calls)

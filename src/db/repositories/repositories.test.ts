@@ -83,6 +83,7 @@ describe('calls', () => {
       customParameters: {},
       roles: { left: 'customer' },
       models: { customer: 'm' },
+      routing: { customer: { model: 'm', fallback: null, rule: 'env-default', language: null } },
     });
     expect(await getCall(database.db, callId)).toMatchObject({
       source: 'sip',
@@ -90,6 +91,7 @@ describe('calls', () => {
       callSid: null,
       streamSid: null,
       externalIds: { sipCallId: 'abc@pbx' },
+      routing: { customer: { model: 'm', fallback: null, rule: 'env-default', language: null } },
       status: 'ended',
       durationMs: 9000,
       ingestStats: { frames: 450 },
@@ -106,6 +108,7 @@ describe('calls', () => {
       customParameters: {},
       roles: {},
       models: {},
+      routing: {},
     });
     await upsertCallStart(database.db, start(randomUUID()));
     const err: unknown = await upsertCallStart(database.db, start(randomUUID())).catch((e: unknown) => e);

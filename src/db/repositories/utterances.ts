@@ -30,6 +30,7 @@ export function utteranceRow(callId: string, callStartedAt: number, u: Utterance
     emotionProvider: u.emotion?.provider ?? null,
     emotionConfidence: u.emotion?.confidence ?? null,
     valence: u.emotion?.valence ?? null,
+    arousal: u.emotion?.arousal ?? null,
     model: u.model,
     asrTaskId: u.asrTaskId,
     audioEndAt: dateOrNull(u.timing.audioEndAt),

@@ -302,6 +302,7 @@ export class TwilioCallSession implements LiveCall {
       customParameters: params,
       roles,
       models,
+      routing: {},
     });
     this.log.info({ tracks: start.tracks, roles }, 'call started');
     for (const s of this.streams.values()) s.start();
