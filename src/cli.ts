@@ -57,9 +57,10 @@ migration from migrations/ (safe to run concurrently: guarded by an advisory loc
     summary: 'run the DashScope emulator (NOT a speech recogniser)',
     usage: `callscribe emulator --port P [--script DIR_OR_FILE] [--api-key K] [--host H]
 
-Serves a local, protocol-faithful imitation of DashScope's real-time ASR WebSocket API at
-ws://HOST:P/api-ws/v1/inference (paraformer duplex protocol), for tests, the offline demo and
-benchmarks. It is an EMULATOR: it does not recognise speech. It segments the audio with an
+Serves a local, protocol-faithful imitation of DashScope's real-time ASR WebSocket APIs at
+ws://HOST:P/api-ws/v1/inference (paraformer duplex protocol) and
+ws://HOST:P/api-ws/v1/realtime?model=qwen3-asr-flash-realtime (qwen realtime protocol), for
+tests, the offline demo and benchmarks. It is an EMULATOR: it does not recognise speech. It segments the audio with an
 energy VAD and answers each segment from a fixture call's script.json (the line the audio
 belongs to), or with a placeholder text that says it is simulated.
 
@@ -169,7 +170,9 @@ main(process.argv.slice(2)).then(
     if (code !== 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) {
+    // bad environment (ConfigError) or a bad file it names (ERR_CONFIG_*, e.g. ROUTING_FILE)
+    const code = err instanceof Error && 'code' in err ? err.code : undefined;
+    if (err instanceof ConfigError || (err instanceof Error && typeof code === 'string' && code.startsWith('ERR_CONFIG'))) {
       process.stderr.write(`callscribe: ${err.message}\n`);
       process.exitCode = 78; // EX_CONFIG
       return;

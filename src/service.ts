@@ -6,9 +6,13 @@
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { Redis } from 'ioredis';
+import type { AsrProvider } from './asr/provider.js';
 import { createParaformerProvider } from './asr/providers/paraformer/provider.js';
-import { AsrStreamRunner } from './asr/session-runner.js';
-import { createMemoryStartLimiter } from './asr/start-limiter.js';
+import { createQwenProvider } from './asr/providers/qwen/provider.js';
+import { loadRoutingFile } from './asr/routing/config.js';
+import { resolveRouting, type RoutingDecision } from './asr/routing/policy.js';
+import { AsrStreamRunner, type AsrCandidate } from './asr/session-runner.js';
+import { createMemoryStartLimiter, createRedisStartLimiter, type TaskStartLimiter } from './asr/start-limiter.js';
 import { twilioPublicUrl, type Env } from './config/env.js';
 import { systemClock } from './core/clock.js';
 import { errorMessage } from './core/errors.js';
@@ -17,6 +21,7 @@ import { runMigrations } from './db/migrate.js';
 import { createHttpServer, type ReadinessCheck } from './http/server.js';
 import { Lifecycle } from './http/lifecycle.js';
 import { CallRegistry } from './ingest/call-registry.js';
+import type { RunnerRequest } from './ingest/twilio/call-session.js';
 import { createTwilioRoute } from './ingest/twilio/ws-route.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -54,6 +59,9 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
 
   const runsIngest = mode === 'serve' || mode === 'ingest';
   const runsWorker = mode === 'serve' || mode === 'worker';
+  // a bad routing file stops start-up with the file, line and problem (ERR_CONFIG_ROUTING)
+  const routingConfig = runsIngest && env.ROUTING_FILE ? loadRoutingFile(env.ROUTING_FILE) : null;
+  let limiterRedis: Redis | null = null;
 
   // Redis client used only for readiness (the queue has its own connections)
   const redisProbe = new Redis(env.REDIS_URL, {
@@ -94,13 +102,43 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       );
     }
     producer = createProducer({ redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX, metrics, logger });
-    const provider = createParaformerProvider({
-      url: env.DASHSCOPE_INFERENCE_URL,
-      apiKey: env.DASHSCOPE_API_KEY,
-      workspace: env.DASHSCOPE_WORKSPACE,
-      logger,
-    });
-    const limiter = createMemoryStartLimiter(env.ASR_TASK_STARTS_PER_SECOND);
+    // one provider per wire protocol; the routing decision picks the model per call and role
+    const providers = new Map<string, AsrProvider>();
+    for (const provider of [
+      createParaformerProvider({ url: env.DASHSCOPE_INFERENCE_URL, apiKey: env.DASHSCOPE_API_KEY, workspace: env.DASHSCOPE_WORKSPACE, logger, metrics }),
+      createQwenProvider({ url: env.DASHSCOPE_REALTIME_URL, apiKey: env.DASHSCOPE_API_KEY, workspace: env.DASHSCOPE_WORKSPACE, logger, metrics }),
+    ]) {
+      for (const model of provider.models) providers.set(model, provider);
+    }
+    const candidate = (model: string, route: RoutingDecision, req: RunnerRequest): AsrCandidate => {
+      const provider = providers.get(model);
+      if (!provider) throw new Error(`no provider for model ${model}`); // routing only knows provider models
+      return {
+        provider,
+        connectOptions: {
+          model,
+          sampleRateHz: 8000,
+          vocabularyId: route.vocabularyId ?? undefined,
+          language: route.language ?? undefined,
+          corpusText: route.corpusText ?? undefined,
+          disfluencyRemoval: env.ASR_DISFLUENCY_REMOVAL,
+          maxSentenceSilenceMs: env.ASR_MAX_SENTENCE_SILENCE_MS,
+          logContext: { callId: req.callId, role: req.role },
+        },
+      };
+    };
+    let limiter: TaskStartLimiter;
+    if (env.ASR_START_LIMITER === 'redis') {
+      // DashScope counts task starts per account and model: every process shares one budget
+      limiterRedis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+      limiterRedis.on('error', () => undefined); // outages fall back to the per-process budget
+      limiter = createRedisStartLimiter(limiterRedis, env.ASR_TASK_STARTS_PER_SECOND, {
+        keyPrefix: `${env.QUEUE_PREFIX}:asr-start`,
+        onRedisError: () => metrics.asrErrors.inc({ model: 'all', code: 'ERR_ASR_LIMITER_REDIS' }),
+      });
+    } else {
+      limiter = createMemoryStartLimiter(env.ASR_TASK_STARTS_PER_SECOND);
+    }
     registry = new CallRegistry(env.MAX_CALLS);
     const route = createTwilioRoute({
       registry,
@@ -112,21 +150,20 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       sessionDeps: {
         producer,
         metrics,
-        defaultModel: env.ASR_MODEL,
         keepaliveAfterMs: env.ASR_KEEPALIVE_AFTER_MS,
         idleTimeoutMs: env.TWILIO_IDLE_TIMEOUT_MS,
+        route: (input) =>
+          resolveRouting(routingConfig, {
+            ...input,
+            envDefaultModel: env.ASR_MODEL,
+            envVocabularyId: env.ASR_VOCABULARY_ID,
+          }),
         createRunner: (req) =>
           new AsrStreamRunner({
-            provider,
+            candidates: [req.route.model, ...(req.route.fallback ? [req.route.fallback] : [])].map((m) =>
+              candidate(m, req.route, req),
+            ),
             limiter,
-            connectOptions: {
-              model: req.model,
-              sampleRateHz: 8000,
-              vocabularyId: req.customParameters['vocabularyId'] ?? env.ASR_VOCABULARY_ID,
-              disfluencyRemoval: env.ASR_DISFLUENCY_REMOVAL,
-              maxSentenceSilenceMs: env.ASR_MAX_SENTENCE_SILENCE_MS,
-              logContext: { callId: req.callId, role: req.role },
-            },
             callId: req.callId,
             role: req.role,
             track: req.track,
@@ -212,6 +249,10 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     cleanups.push({ name: 'postgres', run: () => d.close() });
   }
   cleanups.push({ name: 'redis-probe', run: () => closeRedis(redisProbe) });
+  if (limiterRedis) {
+    const r = limiterRedis;
+    cleanups.push({ name: 'limiter-redis', run: () => closeRedis(r) });
+  }
   cleanups.push({
     name: 'http',
     run: () =>

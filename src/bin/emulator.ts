@@ -42,7 +42,7 @@ export async function runEmulator(values: Record<string, unknown>): Promise<numb
     logger,
   });
   process.stdout.write(
-    `DashScope EMULATOR (does not recognise speech) listening on ${handle.url}/api-ws/v1/inference\n`,
+    `DashScope EMULATOR (does not recognise speech) listening on ${handle.url}/api-ws/v1/inference (paraformer) and ${handle.url}/api-ws/v1/realtime (qwen)\n`,
   );
   return new Promise<number>((resolve) => {
     const stop = () => void handle.close().then(() => resolve(0));

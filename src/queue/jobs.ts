@@ -67,6 +67,11 @@ export interface StreamStatusJob {
   readonly utterances: number;
   /** Wall-clock ms since epoch. */
   readonly at: number;
+  /**
+   * Per-stream update counter (1, 2, …): part of the job id, so two updates in the same
+   * millisecond (a failover right after a status change) are both kept.
+   */
+  readonly seq?: number;
 }
 
 export interface CallEndJob {
@@ -90,7 +95,7 @@ export type JobName =
 export const jobIds = {
   callStart: (callId: string) => `call-start-${callId}`,
   utterance: (callId: string, role: Role, seq: number) => `utt-${callId}-${role}-${seq}`,
-  streamStatus: (callId: string, role: Role, status: StreamStatus, at: number) =>
-    `stream-${callId}-${role}-${status}-${at}`,
+  streamStatus: (callId: string, role: Role, status: StreamStatus, at: number, seq?: number) =>
+    seq === undefined ? `stream-${callId}-${role}-${status}-${at}` : `stream-${callId}-${role}-${seq}-${status}-${at}`,
   callEnd: (callId: string) => `call-end-${callId}`,
 } as const;

@@ -196,7 +196,7 @@ export function createProducer(options: ProducerOptions): Producer {
     enqueueStreamStatus(job) {
       return enqueue({
         name: JOB_STREAM_STATUS,
-        jobId: jobIds.streamStatus(job.callId, job.role, job.status, job.at),
+        jobId: jobIds.streamStatus(job.callId, job.role, job.status, job.at, job.seq),
         data: job,
       });
     },

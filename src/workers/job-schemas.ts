@@ -94,6 +94,7 @@ export const streamStatusJobSchema = z.object({
   reconnects: int32,
   utterances: int32,
   at: epochMs,
+  seq: int32.optional(),
 });
 
 export const callEndJobSchema = z.object({

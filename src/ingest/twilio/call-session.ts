@@ -11,14 +11,16 @@
  * the socket layer: every bad frame is counted and dropped, or closes the socket with a code.
  */
 import { randomUUID } from 'node:crypto';
-import type { AsrStreamRunner } from '../../asr/session-runner.js';
+import type { RoutingDecision, RoutingInput } from '../../asr/routing/policy.js';
+import { storedRouting } from '../../asr/routing/policy.js';
+import type { AsrStreamRunner, AsrStreamStatusUpdate } from '../../asr/session-runner.js';
 import type { G711Codec } from '../../codec/g711.js';
 import { errorMessage } from '../../core/errors.js';
 import { isRole, type Role, type Utterance } from '../../core/types.js';
+import type { RoleRouting } from '../../queue/jobs.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Producer } from '../../queue/producer.js';
-import type { StreamStatus } from '../../queue/jobs.js';
 import type { LiveCall } from '../call-registry.js';
 import { SpeakerStream } from '../speaker-stream.js';
 import { TwilioCloseCode, TwilioStreamParser, type TwilioStartEvent } from './parser.js';
@@ -34,16 +36,10 @@ export interface RunnerRequest {
   readonly callId: string;
   readonly role: Role;
   readonly track: string;
-  readonly model: string;
-  readonly customParameters: Readonly<Record<string, string>>;
+  /** The routing decision for this role: model, fallback, language, hotwords. */
+  readonly route: RoutingDecision;
   onUtterance(u: Utterance): void;
-  onStatus(s: {
-    status: StreamStatus;
-    errorCode: string | null;
-    errorMessage: string | null;
-    reconnects: number;
-    utterances: number;
-  }): void;
+  onStatus(s: AsrStreamStatusUpdate): void;
 }
 
 export interface TwilioCallDeps {
@@ -52,7 +48,8 @@ export interface TwilioCallDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly createRunner: (request: RunnerRequest) => AsrStreamRunner;
-  readonly defaultModel: string;
+  /** Chooses the model (and fallback, language, hotwords) for one role of a call. */
+  readonly route: (input: Omit<RoutingInput, 'envDefaultModel' | 'envVocabularyId'>) => RoutingDecision;
   readonly keepaliveAfterMs: number;
   readonly idleTimeoutMs: number;
   readonly now?: () => number;
@@ -244,16 +241,23 @@ export class TwilioCallSession implements LiveCall {
     if (conflict) {
       this.log.warn({ code: 'ERR_INGEST_ROLE_CONFLICT' }, 'customParameters map two tracks to one role; using defaults');
     }
+    const tenantId = params['tenant'] ?? params['tenantId'] ?? 'default';
     const models: Partial<Record<Role, string>> = {};
+    const routing: Partial<Record<Role, RoleRouting>> = {};
     for (const [track, role] of Object.entries(roles)) {
-      models[role] = this.deps.defaultModel;
+      const route = this.deps.route({ source: SOURCE, role, tenantId, customParameters: params });
+      if (route.rejected.length > 0) {
+        this.log.warn({ code: 'ERR_ROUTING_PARAMETER', role, rejected: route.rejected }, 'call parameters ignored by routing');
+      }
+      models[role] = route.model;
+      routing[role] = storedRouting(route);
       const codec: G711Codec = event.codec;
+      let statusSeq = 0;
       const runner = this.deps.createRunner({
         callId,
         role,
         track,
-        model: this.deps.defaultModel,
-        customParameters: params,
+        route,
         onUtterance: (u) => {
           void this.deps.producer.enqueueUtterance({ callId, callStartedAt: this.startedAt, utterance: u });
         },
@@ -263,13 +267,14 @@ export class TwilioCallSession implements LiveCall {
             callStartedAt: this.startedAt,
             role,
             track,
-            model: this.deps.defaultModel,
+            model: s.model,
             status: s.status,
             errorCode: s.errorCode,
             errorMessage: s.errorMessage,
             reconnects: s.reconnects,
             utterances: s.utterances,
             at: this.now(),
+            seq: ++statusSeq,
           });
         },
       });
@@ -293,7 +298,7 @@ export class TwilioCallSession implements LiveCall {
       callId,
       source: SOURCE,
       startedAt: this.startedAt,
-      tenantId: params['tenant'] ?? params['tenantId'] ?? 'default',
+      tenantId,
       externalIds: {
         callSid: start.callSid,
         streamSid: start.streamSid,
@@ -302,9 +307,9 @@ export class TwilioCallSession implements LiveCall {
       customParameters: params,
       roles,
       models,
-      routing: {},
+      routing,
     });
-    this.log.info({ tracks: start.tracks, roles }, 'call started');
+    this.log.info({ tracks: start.tracks, roles, models }, 'call started');
     for (const s of this.streams.values()) s.start();
   }
 
