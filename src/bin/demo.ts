@@ -83,12 +83,13 @@ export async function runDemo(values: Record<string, unknown>): Promise<number> 
     HOST: '127.0.0.1',
     DASHSCOPE_API_KEY: apiKey,
     DASHSCOPE_INFERENCE_URL: `${emulator.url}/api-ws/v1/inference`,
+    DASHSCOPE_REALTIME_URL: `${emulator.url}/api-ws/v1/realtime`,
     QUEUE_PREFIX: 'callscribe-demo',
     MIGRATE_ON_START: 'false',
   });
   const service = await startService(env, 'serve', { logger });
   const twilioUrl = `ws://127.0.0.1:${service.port}/twilio`;
-  out(`✓ callscribe serving ${twilioUrl}`);
+  out(`✓ callscribe serving ${twilioUrl}${env.ROUTING_FILE ? ` (routing: ${env.ROUTING_FILE})` : ''}`);
 
   const fixture = await loadFixtureCall(callDir);
   out(`▶ playing ${fixture.name} (${(fixture.script.durationMs / 1000).toFixed(1)} s of audio, both tracks) at ${speed}× speed …`);
