@@ -106,7 +106,14 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     const providers = new Map<string, AsrProvider>();
     for (const provider of [
       createParaformerProvider({ url: env.DASHSCOPE_INFERENCE_URL, apiKey: env.DASHSCOPE_API_KEY, workspace: env.DASHSCOPE_WORKSPACE, logger, metrics }),
-      createQwenProvider({ url: env.DASHSCOPE_REALTIME_URL, apiKey: env.DASHSCOPE_API_KEY, workspace: env.DASHSCOPE_WORKSPACE, logger, metrics }),
+      createQwenProvider({
+        url: env.DASHSCOPE_REALTIME_URL,
+        apiKey: env.DASHSCOPE_API_KEY,
+        workspace: env.DASHSCOPE_WORKSPACE,
+        logger,
+        metrics,
+        turnDetection: env.QWEN_TURN_DETECTION,
+      }),
     ]) {
       for (const model of provider.models) providers.set(model, provider);
     }

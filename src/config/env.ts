@@ -46,6 +46,8 @@ export const envSchema = z.object({
   ASR_MODEL: z.enum(['paraformer-realtime-8k-v2', 'qwen3-asr-flash-realtime']).default('paraformer-realtime-8k-v2'),
   /** Routing policy file (JSON or YAML): model per call and role, fallbacks, hotwords per tenant. */
   ROUTING_FILE: z.string().min(1).optional(),
+  /** qwen turn detection: the server's VAD, or turns decided here and committed (manual mode). */
+  QWEN_TURN_DETECTION: z.enum(['server_vad', 'manual']).default('server_vad'),
   /** Where the per-model task-start budget lives: shared in Redis (DashScope counts per account) or per process. */
   ASR_START_LIMITER: z.enum(['redis', 'memory']).default('redis'),
   /** Paraformer `vocabulary_id` applied to every call (hotword list). */

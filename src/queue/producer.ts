@@ -27,7 +27,7 @@ import {
   type UtteranceJob,
 } from './jobs.js';
 import { Outbox, type OutboxDropReason, type OutboxOutcome } from './outbox.js';
-import { closeRedis, createProducerConnection } from './redis.js';
+import { closeRedis, createProducerConnection, settleHandshake } from './redis.js';
 
 export type EnqueueOutcome = OutboxOutcome;
 
@@ -220,7 +220,9 @@ export function createProducer(options: ProducerOptions): Producer {
           );
         }
         extra.size.set(0);
-        // drop the connection first when it is down: a queue close would wait for it
+        // let a connection that is still connecting finish (BullMQ sends INFO on ready), then
+        // drop it first when it is down: a queue close would wait for it
+        if (ownsConnection) await settleHandshake(connection);
         if (ownsConnection && connection.status !== 'ready') connection.disconnect();
         await queue.close().catch(() => undefined);
         if (ownsConnection) await closeRedis(connection);

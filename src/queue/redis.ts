@@ -91,26 +91,32 @@ export function createMonitorConnection(redisUrl: string, options: RedisConnecti
 }
 
 /** quit() when connected, disconnect() otherwise (quit would wait for a reconnect). */
+/**
+ * Waits (bounded) until a connection that is still connecting has finished its handshake.
+ * Disconnecting while ioredis (or BullMQ, which sends INFO as soon as a connection is ready)
+ * is mid-handshake makes that command reject unhandled when the offline queue is off.
+ */
+export async function settleHandshake(client: Redis, timeoutMs = 1000): Promise<void> {
+  if (client.status !== 'connect' && client.status !== 'connecting') return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      client.off('end', done);
+      client.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    client.once('ready', done);
+    client.once('end', done);
+    client.once('error', done);
+  });
+}
+
 export async function closeRedis(client: Redis): Promise<void> {
   if (client.status === 'end') return;
-  if (client.status === 'connect' || client.status === 'connecting') {
-    // Disconnecting while ioredis runs its ready check (INFO) makes that check reject
-    // unhandled when the offline queue is off: let the handshake settle first (bounded).
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        client.off('ready', done);
-        client.off('end', done);
-        client.off('error', done);
-        resolve();
-      };
-      const timer = setTimeout(done, 1000);
-      client.once('ready', done);
-      client.once('end', done);
-      client.once('error', done);
-    });
-    if ((client.status as string) === 'end') return; // the status changed while we waited
-  }
+  await settleHandshake(client);
+  if ((client.status as string) === 'end') return; // the status changed while we waited
   if (client.status === 'ready') {
     try {
       await client.quit();

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   buildAppend,
+  buildCommit,
   buildSessionFinish,
   buildSessionUpdate,
   capCorpus,
@@ -88,6 +89,7 @@ describe('parseServerMessage (spec B4 examples)', () => {
         message: "Invalid value: 'pcm16'. Supported values are: 'pcm', 'opus'.",
         param: 'session.input_audio_format',
       },
+      clientEventId: 'event_123',
     });
     // a numeric code is kept as a string
     expect(parseOk('{"type":"error","error":{"code":429,"message":"x"}}')).toMatchObject({ error: { code: '429' } });
@@ -222,6 +224,15 @@ describe('client events', () => {
         turn_detection: { type: 'server_vad', threshold: 0, silence_duration_ms: 400 },
       },
     });
+  });
+
+  it('manual mode: turn_detection null (spec B3.1); commit event (B3.3)', () => {
+    const msg = buildSessionUpdate('e', { sampleRateHz: 8000, language: 'zh', turnDetection: 'manual', vadThreshold: 0, silenceDurationMs: 400 });
+    expect(msg.session).toEqual({ modalities: ['text'], input_audio_format: 'pcm', sample_rate: 8000, input_audio_transcription: { language: 'zh' }, turn_detection: null });
+    expect(JSON.stringify(msg)).toContain('"turn_detection":null');
+    const vad = buildSessionUpdate('e', { sampleRateHz: 8000, turnDetection: 'server_vad', vadThreshold: 0, silenceDurationMs: 400 });
+    expect(vad.session.turn_detection).toEqual({ type: 'server_vad', threshold: 0, silence_duration_ms: 400 });
+    expect(JSON.parse(buildCommit('event_7'))).toEqual({ event_id: 'event_7', type: 'input_audio_buffer.commit' });
   });
 
   it('leaves input_audio_transcription out when neither language nor corpus is set', () => {

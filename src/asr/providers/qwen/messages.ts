@@ -143,7 +143,12 @@ export type QwenServerEvent =
       readonly emotion: string | null;
     }
   | { readonly type: typeof TRANSCRIPTION_FAILED; readonly itemId: string | null; readonly error: ServerErrorBody }
-  | { readonly type: 'error'; readonly error: ServerErrorBody }
+  | {
+      readonly type: 'error';
+      readonly error: ServerErrorBody;
+      /** `error.event_id`: the client event that caused the error, when the server says. */
+      readonly clientEventId: string | null;
+    }
   | { readonly type: 'session.finished' };
 
 export type ParseFailureReason = 'binary-frame' | 'not-json' | 'bad-envelope' | 'unknown-event' | 'bad-payload';
@@ -306,7 +311,9 @@ export function parseWithSchemas(json: unknown): ParseResult {
     }
     case 'error': {
       const p = errorEventSchema.safeParse(json);
-      return p.success ? { ok: true, event: { type, error: errorBody(p.data.error) } } : bad(p.error);
+      return p.success
+        ? { ok: true, event: { type, error: errorBody(p.data.error), clientEventId: p.data.error.event_id ?? null } }
+        : bad(p.error);
     }
     case 'session.finished':
       return { ok: true, event: { type } };
@@ -327,8 +334,14 @@ export function createEventIds(): () => string {
   return () => prefix + (n++).toString(16).padStart(8, '0');
 }
 
+/** Who decides the turns: the server's VAD, or the client (`turn_detection: null` + commits). */
+export type QwenTurnDetection = 'server_vad' | 'manual';
+export const QWEN_TURN_DETECTIONS: readonly QwenTurnDetection[] = ['server_vad', 'manual'];
+
 export interface SessionUpdateOptions {
   readonly sampleRateHz: number;
+  /** Default 'server_vad'; 'manual' sends `turn_detection: null` (threshold / silence unused). */
+  readonly turnDetection?: QwenTurnDetection | undefined;
   readonly language?: string | undefined;
   readonly corpusText?: string | undefined;
   readonly vadThreshold: number;
@@ -350,7 +363,7 @@ export interface SessionUpdateMessage {
       readonly type: 'server_vad';
       readonly threshold: number;
       readonly silence_duration_ms: number;
-    };
+    } | null;
   };
 }
 
@@ -362,7 +375,8 @@ export function capCorpus(text: string): string {
 
 /**
  * `session.update` (spec B3.1): PCM at the given rate (8000: telephony audio as it is, the
- * server upsamples), server VAD. `input_audio_transcription` carries `language` and
+ * server upsamples), server VAD — or `turn_detection: null` in manual mode (the client
+ * commits each turn itself, B3.3). `input_audio_transcription` carries `language` and
  * `corpus.text` only when set, and is left out when both are unset (server defaults: auto
  * language, no context).
  */
@@ -381,7 +395,10 @@ export function buildSessionUpdate(eventId: string, o: SessionUpdateOptions): Se
       input_audio_format: 'pcm',
       sample_rate: o.sampleRateHz,
       ...(Object.keys(transcription).length > 0 ? { input_audio_transcription: transcription } : {}),
-      turn_detection: { type: 'server_vad', threshold: o.vadThreshold, silence_duration_ms: o.silenceDurationMs },
+      turn_detection:
+        o.turnDetection === 'manual'
+          ? null
+          : { type: 'server_vad', threshold: o.vadThreshold, silence_duration_ms: o.silenceDurationMs },
     },
   };
 }
@@ -392,6 +409,11 @@ export function buildSessionUpdate(eventId: string, o: SessionUpdateOptions): Se
  */
 export function buildAppend(eventId: string, pcm: Buffer): string {
   return `{"event_id":"${eventId}","type":"input_audio_buffer.append","audio":"${pcm.toString('base64')}"}`;
+}
+
+/** `input_audio_buffer.commit` (manual mode only, spec B3.3) as a JSON string. */
+export function buildCommit(eventId: string): string {
+  return `{"event_id":"${eventId}","type":"input_audio_buffer.commit"}`;
 }
 
 export function buildSessionFinish(eventId: string): { readonly event_id: string; readonly type: 'session.finish' } {
@@ -434,6 +456,11 @@ export class QwenItemTracker {
 
   get size(): number {
     return this.items.size;
+  }
+
+  /** Whether the item's times are known (manual mode binds local-VAD times to new items). */
+  has(itemId: string): boolean {
+    return this.items.has(itemId);
   }
 
   speechStarted(itemId: string | null, audioStartMs: number): void {

@@ -29,6 +29,8 @@ interface Wire {
   /** Both directions in order: `C:<type>`, `S:<type>`, `C:close:<code>`, `C:binary`. */
   log: string[];
   closeCodes: number[];
+  /** Audio bytes received before each commit. */
+  commitsAtBytes: number[];
 }
 
 interface ScriptContext {
@@ -50,6 +52,8 @@ interface Script {
   onAppend?(ctx: ScriptContext, audio: Buffer, n: number): void;
   /** Default: session.finished. */
   onFinish?(ctx: ScriptContext): void;
+  /** input_audio_buffer.commit (manual mode); `n` counts commits from 1. Default: no answer. */
+  onCommit?(ctx: ScriptContext, msg: ClientEvent, n: number): void;
 }
 
 interface TestServer {
@@ -83,7 +87,7 @@ const errorEvent = (type: string | null, code: string | null, message: string, p
 const finished = () => ({ event_id: 'event_s9', type: 'session.finished' });
 
 async function startServer(script: Script = {}): Promise<TestServer> {
-  const wire: Wire = { upgrades: [], paths: [], events: [], audio: [], log: [], closeCodes: [] };
+  const wire: Wire = { upgrades: [], paths: [], events: [], audio: [], log: [], closeCodes: [], commitsAtBytes: [] };
   const http = createServer();
   const wss = new WebSocketServer({ noServer: true, autoPong: script.autoPong ?? true });
   http.on('upgrade', (req, socket, head) => {
@@ -129,6 +133,9 @@ async function startServer(script: Script = {}): Promise<TestServer> {
         } else if (msg.type === 'session.finish') {
           if (script.onFinish) script.onFinish(ctx);
           else ctx.send(finished());
+        } else if (msg.type === 'input_audio_buffer.commit') {
+          wire.commitsAtBytes.push(wire.audio.reduce((n, a) => n + a.length, 0));
+          script.onCommit?.(ctx, msg, wire.commitsAtBytes.length);
         }
       });
       if (script.onConnection) script.onConnection(ctx);
@@ -790,5 +797,196 @@ describe('qwen provider — failures after start', () => {
     expect(await rejection(pending)).toMatchObject({ code: 'ERR_ASR_CLOSED', retryable: false });
     await vi.waitFor(() => expect(srv.wire.closeCodes).toEqual([1000]));
     expect(rec.errors).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Manual turn detection (turn_detection null; the client commits, spec B3.3 / B5)
+
+/** 8 kHz PCM16LE: `ms` of a square wave (RMS = amplitude, well above the 300 default). */
+function tone(ms: number, amplitude = 3000): Buffer {
+  const b = Buffer.alloc(ms * 16);
+  for (let i = 0; i < b.length / 2; i++) b.writeInt16LE(i % 2 === 0 ? amplitude : -amplitude, i * 2);
+  return b;
+}
+const quiet = (ms: number) => Buffer.alloc(ms * 16);
+
+/** Sends audio the way the runner does: 100 ms chunks. */
+function sendIn100ms(conn: { sendAudio(pcm: Buffer): void }, audio: Buffer): void {
+  for (let i = 0; i < audio.length; i += 1600) conn.sendAudio(audio.subarray(i, i + 1600));
+}
+
+const commitTypes = (wire: Wire) => wire.events.filter((e) => e.type === 'input_audio_buffer.commit');
+
+/** Answers the n-th commit with committed → item.created → text → completed for item_M<n>. */
+function answerCommits(transcripts: string[], emotion = 'angry'): Pick<Script, 'onCommit'> {
+  return {
+    onCommit(ctx, _msg, n) {
+      const id = `item_M${n}`;
+      const t = transcripts[n - 1] ?? '';
+      ctx.send(committed(id, n === 1 ? null : `item_M${n - 1}`));
+      ctx.send(itemCreated(id));
+      ctx.send(text(id, '', t.slice(0, 1), emotion));
+      ctx.send(completed(id, t, emotion));
+    },
+  };
+}
+
+describe('qwen provider — manual turn detection', () => {
+  it('sends turn_detection null and commits after each sentence + silence, exactly at the turn end', async () => {
+    const srv = await startServer(answerCommits(['你好。', '再见。']));
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual' }).connect(CONNECT, rec.handlers);
+    // 300 ms silence, 1.05 s speech, 2.55 s silence, 500 ms speech (at 3.9 s), 500 ms silence
+    sendIn100ms(conn, Buffer.concat([quiet(300), tone(1050), quiet(2550), tone(500), quiet(500)]));
+    await vi.waitFor(() => expect(rec.events.filter((e) => e.type === 'final')).toHaveLength(2));
+
+    expect(srv.wire.events[0]).toMatchObject({
+      type: 'session.update',
+      session: { modalities: ['text'], input_audio_format: 'pcm', sample_rate: 8000, turn_detection: null },
+    });
+    expect(srv.wire.events[0]?.['session']).toHaveProperty('turn_detection', null);
+    // one commit per sentence, 400 ms (maxSentenceSilenceMs) after its last voiced window:
+    // the 100 ms chunk holding that point (1750 ms) is split there
+    expect(srv.wire.commitsAtBytes).toEqual([(1350 + 400) * 16, (4400 + 400) * 16]);
+    expect(srv.wire.audio.map((a) => a.length).slice(17, 19)).toEqual([800, 800]);
+    for (const e of commitTypes(srv.wire)) expect(Object.keys(e).sort()).toEqual(['event_id', 'type']);
+    expect(srv.wire.audio.reduce((n, a) => n + a.length, 0)).toBe(4900 * 16);
+    expect(rec.events).toEqual([
+      { type: 'interim', startMs: 300, text: '你' },
+      { type: 'final', startMs: 300, endMs: 1350, text: '你好。', words: [], emotion: { raw: 'angry', confidence: null } },
+      { type: 'interim', startMs: 3900, text: '再' },
+      { type: 'final', startMs: 3900, endMs: 4400, text: '再见。', words: [], emotion: { raw: 'angry', confidence: null } },
+    ]);
+    await conn.finish(1000); // nothing pending: no third commit
+    expect(commitTypes(srv.wire)).toHaveLength(2);
+    await vi.waitFor(() => expect(srv.wire.closeCodes).toEqual([1000]));
+    expect(srv.wire.log.slice(-4)).toEqual(['C:input_audio_buffer.append', 'C:session.finish', 'S:session.finished', 'C:close:1000']);
+    expect(rec.errors).toEqual([]);
+  });
+
+  it('never commits silence or sub-threshold noise, not even at finish', async () => {
+    const srv = await startServer();
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual', manualVadRms: 500 }).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([quiet(3000), tone(2000, 400), quiet(1000)]));
+    await conn.finish(1000);
+    expect(srv.wire.audio).toHaveLength(60);
+    expect(commitTypes(srv.wire)).toEqual([]);
+    expect(srv.wire.events.at(-1)?.type).toBe('session.finish');
+  });
+
+  it('server VAD mode (the default) never commits', async () => {
+    const srv = await startServer();
+    const conn = await provider(srv.url).connect(CONNECT, recorder().handlers);
+    sendIn100ms(conn, Buffer.concat([tone(1000), quiet(1000)]));
+    await conn.finish(1000);
+    expect(commitTypes(srv.wire)).toEqual([]);
+    expect(srv.wire.events[0]?.['session']).toMatchObject({ turn_detection: { type: 'server_vad' } });
+  });
+
+  it('finish() commits the turn still open, then sends session.finish; its final comes first', async () => {
+    const srv = await startServer({
+      ...answerCommits(['最后一句。']),
+      onFinish(ctx) {
+        setTimeout(() => ctx.send(finished()), 20);
+      },
+    });
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual' }).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([quiet(200), tone(700), quiet(200)])); // pause < 400 ms: still open
+    await vi.waitFor(() => expect(srv.wire.audio).toHaveLength(11));
+    expect(commitTypes(srv.wire)).toEqual([]);
+    await conn.finish(1000);
+    expect(srv.wire.log.filter((l) => !l.endsWith('append'))).toEqual([
+      'S:session.created',
+      'C:session.update',
+      'S:session.updated',
+      'C:input_audio_buffer.commit',
+      'S:input_audio_buffer.committed',
+      'S:conversation.item.created',
+      'S:conversation.item.input_audio_transcription.text',
+      'S:conversation.item.input_audio_transcription.completed',
+      'C:session.finish',
+      'S:session.finished',
+    ]);
+    expect(srv.wire.commitsAtBytes).toEqual([1100 * 16]);
+    expect(rec.events.at(-1)).toEqual({ type: 'final', startMs: 200, endMs: 900, text: '最后一句。', words: [], emotion: { raw: 'angry', confidence: null } });
+  });
+
+  it('forces a commit after manualMaxTurnMs of continuous speech (spec B6 cap)', async () => {
+    const srv = await startServer(answerCommits(['一', '二', '三']));
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual', manualMaxTurnMs: 1000 }).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([tone(2500), quiet(500)]));
+    await vi.waitFor(() => expect(rec.events.filter((e) => e.type === 'final')).toHaveLength(3));
+    expect(srv.wire.commitsAtBytes).toEqual([1000 * 16, 2000 * 16, 2900 * 16]);
+    expect(rec.events.filter((e) => e.type === 'final').map((e) => [e.startMs, e.type === 'final' ? e.endMs : -1])).toEqual([
+      [0, 1000],
+      [1000, 2000],
+      [2000, 2500],
+    ]);
+  });
+
+  it('an empty-buffer error answering a commit is counted and the session goes on (times stay aligned)', async () => {
+    const metrics = createMetrics();
+    const srv = await startServer({
+      onCommit(ctx, msg, n) {
+        if (n === 1) {
+          ctx.send({ type: 'error', event_id: 'event_e', error: { type: 'invalid_request_error', code: 'input_audio_buffer_commit_empty', message: 'Error committing input audio buffer: the buffer is empty.', param: null, event_id: msg.event_id } });
+          return;
+        }
+        ctx.send(committed('item_X', null));
+        ctx.send(completed('item_X', '第二句。', 'neutral'));
+      },
+    });
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual' }, metrics).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([tone(500), quiet(500), tone(300), quiet(500)]));
+    await vi.waitFor(() => expect(rec.events).toHaveLength(1));
+    expect(rec.events[0]).toMatchObject({ type: 'final', startMs: 1000, endMs: 1300, text: '第二句。' });
+    expect(rec.errors).toEqual([]);
+    expect(await errorCount(metrics, 'ERR_ASR_COMMIT_REJECTED')).toBe(1);
+    await conn.finish(1000);
+  });
+
+  it('any other error answering a commit takes the normal path (onError, permanent for invalid_request_error)', async () => {
+    const srv = await startServer({
+      onCommit(ctx, msg) {
+        ctx.send({ type: 'error', event_id: 'event_e', error: { type: 'invalid_request_error', code: 'invalid_value', message: 'input_audio_buffer.commit is only available in manual mode.', param: 'type', event_id: msg.event_id } });
+      },
+    });
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual' }).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([tone(500), quiet(500)]));
+    await vi.waitFor(() => expect(rec.errors).toHaveLength(1));
+    expect(rec.errors[0]).toMatchObject({ code: 'ERR_ASR_BAD_REQUEST', retryable: false });
+    conn.close();
+  });
+
+  it('a server that sends no committed events: each new item takes the next turn', async () => {
+    const srv = await startServer({
+      onCommit(ctx, _msg, n) {
+        ctx.send(completed(`item_N${n}`, `句${n}`, 'happy'));
+      },
+    });
+    const rec = recorder();
+    const conn = await provider(srv.url, { turnDetection: 'manual' }).connect(CONNECT, rec.handlers);
+    sendIn100ms(conn, Buffer.concat([quiet(100), tone(400), quiet(600), tone(200), quiet(400)]));
+    await vi.waitFor(() => expect(rec.events).toHaveLength(2));
+    expect(rec.events.map((e) => (e.type === 'final' ? [e.startMs, e.endMs, e.text] : null))).toEqual([
+      [100, 500, '句1'],
+      [1100, 1300, '句2'],
+    ]);
+    conn.close();
+  });
+
+  it('validates the manual-mode options at construction', () => {
+    expect(() => provider('ws://127.0.0.1:1', { turnDetection: 'semantic' as 'manual' })).toThrow(AppError);
+    expect(() => provider('ws://127.0.0.1:1', { manualVadRms: -1 })).toThrow(AppError);
+    expect(() => provider('ws://127.0.0.1:1', { manualVadRms: Number.NaN })).toThrow(AppError);
+    expect(() => provider('ws://127.0.0.1:1', { manualMaxTurnMs: 60_001 })).toThrow(AppError);
+    expect(() => provider('ws://127.0.0.1:1', { manualMaxTurnMs: 999 })).toThrow(AppError);
+    expect(() => provider('ws://127.0.0.1:1', { turnDetection: 'manual', manualVadRms: 0, manualMaxTurnMs: 60_000 })).not.toThrow();
   });
 });

@@ -20,6 +20,22 @@
  * and the raw emotion label with a null confidence; empty transcripts are still delivered
  * (the runner advances its timeline on them).
  *
+ * Turn detection (option `turnDetection`):
+ * - 'server_vad' (default): the server's VAD ends the turns (threshold + silence_duration_ms).
+ * - 'manual': session.update sends `turn_detection: null` (spec B3.1) and the client ends the
+ *   turns itself with a local energy VAD over the audio it sends (local-vad.ts: 10 ms windows,
+ *   RMS > `manualVadRms`; a turn ends after `maxSentenceSilenceMs` of silence, or after
+ *   `manualMaxTurnMs` ≤ 60 s of speech, spec B6). At a turn end the client sends
+ *   `input_audio_buffer.commit` exactly at the window boundary where the turn ended (the chunk
+ *   is split there), never for silence alone (no empty commits). The server answers
+ *   committed → [item.created] → text* → completed (B5); there are no speech_started/stopped,
+ *   so each item gets the local-VAD times of the turn whose commit it answers (FIFO of sent
+ *   commits in `committed` order, bounded by MAX_PENDING_COMMITS). finish() first commits the
+ *   turn still open, then sends session.finish. A commit refused because the server's buffer
+ *   is empty (error code/message mentioning "empty", for one of our commits) loses no audio:
+ *   it is counted (asrErrors code=ERR_ASR_COMMIT_REJECTED), logged and the session goes on;
+ *   any other error answering a commit takes the normal error path below.
+ *
  * Failures (no retries here: the AsrStreamRunner is the only retry layer):
  * - before session.updated: HTTP 401/403 → ERR_ASR_AUTH, 429 → ERR_ASR_THROTTLED, 5xx /
  *   network → ERR_ASR_CONNECT, close 1007 "Model not found" → ERR_ASR_UNSUPPORTED_MODEL, an
@@ -52,8 +68,10 @@ import type {
   AsrEvent,
   AsrProvider,
 } from '../../provider.js';
+import { DEFAULT_MANUAL_VAD_RMS, DEFAULT_MAX_TURN_MS, LocalTurnDetector, type TurnSink } from './local-vad.js';
 import {
   buildAppend,
+  buildCommit,
   buildSessionFinish,
   buildSessionUpdate,
   closedBeforeStartError,
@@ -65,12 +83,14 @@ import {
   parseServerMessage,
   QWEN_MODELS,
   QWEN_SAMPLE_RATES_HZ,
+  QWEN_TURN_DETECTIONS,
   QwenItemTracker,
   serverError,
   SILENCE_DURATION_MAX_MS,
   SILENCE_DURATION_MIN_MS,
   type ParseFailureReason,
   type QwenServerEvent,
+  type QwenTurnDetection,
 } from './messages.js';
 
 export const QWEN_PROVIDER_NAME = 'dashscope-qwen-asr';
@@ -106,6 +126,16 @@ export interface QwenProviderOptions {
   readonly maxProtocolErrors?: number | undefined;
   /** Largest server frame accepted, bytes. Default 1 MiB. */
   readonly maxPayloadBytes?: number | undefined;
+  /**
+   * Who ends the turns: 'server_vad' (default; the server's VAD) or 'manual' (session.update
+   * sends `turn_detection: null`; a local energy VAD decides the turns and the client commits
+   * each one — see the file header).
+   */
+  readonly turnDetection?: QwenTurnDetection | undefined;
+  /** Manual mode: RMS on the PCM16 scale above which a 10 ms window is speech. Default 300. */
+  readonly manualVadRms?: number | undefined;
+  /** Manual mode: longest turn before a forced commit, ms, within [1000, 60000]. Default 60 000 (spec B6). */
+  readonly manualMaxTurnMs?: number | undefined;
 }
 
 export const DEFAULT_VAD_THRESHOLD = 0.0;
@@ -117,6 +147,9 @@ const DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20;
 const CLOSE_TIMEOUT_MS = 2_000;
 /** Distinct unknown event types logged at info level per connection (the rest at debug). */
 const MAX_UNKNOWN_TYPES_LOGGED = 16;
+/** Manual mode: commits sent and not yet answered by `committed`, kept for their times. */
+export const MAX_PENDING_COMMITS = 64;
+const MANUAL_MAX_TURN_MIN_MS = 1000;
 
 function defaultUserAgent(): string {
   return `callscribe/0.1.0; node/${process.versions.node}; platform/${process.platform}; processor/${process.arch}`;
@@ -131,6 +164,18 @@ export function createQwenProvider(opts: QwenProviderOptions): AsrProvider {
       details: { vadThreshold },
     });
   }
+  const turnDetection = opts.turnDetection ?? 'server_vad';
+  if (!QWEN_TURN_DETECTIONS.includes(turnDetection)) {
+    throw badRequest("qwen turn detection must be 'server_vad' or 'manual'", { turnDetection });
+  }
+  const manualVadRms = opts.manualVadRms ?? DEFAULT_MANUAL_VAD_RMS;
+  if (!Number.isFinite(manualVadRms) || manualVadRms < 0 || manualVadRms > 32767) {
+    throw badRequest('qwen manual VAD RMS must be within [0, 32767]', { manualVadRms });
+  }
+  const manualMaxTurnMs = opts.manualMaxTurnMs ?? DEFAULT_MAX_TURN_MS;
+  if (!Number.isInteger(manualMaxTurnMs) || manualMaxTurnMs < MANUAL_MAX_TURN_MIN_MS || manualMaxTurnMs > DEFAULT_MAX_TURN_MS) {
+    throw badRequest('qwen manual max turn must be an integer within [1000, 60000] ms', { manualMaxTurnMs });
+  }
   const deps: ConnectionDeps = {
     url: opts.url,
     apiKey: opts.apiKey,
@@ -143,6 +188,9 @@ export function createQwenProvider(opts: QwenProviderOptions): AsrProvider {
     pingIntervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
     maxProtocolErrors: opts.maxProtocolErrors ?? DEFAULT_MAX_PROTOCOL_ERRORS,
     maxPayloadBytes: opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+    turnDetection,
+    manualVadRms,
+    manualMaxTurnMs,
   };
   return {
     name: QWEN_PROVIDER_NAME,
@@ -184,6 +232,16 @@ interface ConnectionDeps {
   readonly pingIntervalMs: number;
   readonly maxProtocolErrors: number;
   readonly maxPayloadBytes: number;
+  readonly turnDetection: QwenTurnDetection;
+  readonly manualVadRms: number;
+  readonly manualMaxTurnMs: number;
+}
+
+/** Manual mode: a commit sent, waiting for its `committed`. */
+interface PendingCommit {
+  readonly eventId: string;
+  readonly startMs: number;
+  readonly endMs: number;
 }
 
 /** `<url>?model=<model>` (or `&model=` when the URL already has a query). */
@@ -291,6 +349,15 @@ class QwenConnection implements AsrConnection {
   private terminalError: AppError | null = null;
   private finishPromise: Promise<void> | null = null;
   private finishSettle: { resolve: () => void; reject: (e: AppError) => void } | null = null;
+  /** Manual mode only (null in server VAD mode). */
+  private readonly turns: LocalTurnDetector | null;
+  private readonly turnSink: TurnSink;
+  private readonly pendingCommits: PendingCommit[] = [];
+  /** The chunk being pushed through the local VAD, and how many of its bytes were sent. */
+  private chunk: Buffer | null = null;
+  private chunkSent = 0;
+  /** Whether this server answers commits with `committed` (else items bind on first sight). */
+  private sawCommitted = false;
 
   constructor(
     private readonly deps: ConnectionDeps,
@@ -302,6 +369,16 @@ class QwenConnection implements AsrConnection {
   ) {
     this.model = options.model;
     this.bytesPerMs = (options.sampleRateHz / 1000) * 2;
+    this.turns =
+      deps.turnDetection === 'manual'
+        ? new LocalTurnDetector({
+            sampleRateHz: options.sampleRateHz,
+            thresholdRms: deps.manualVadRms,
+            maxSilenceMs: options.maxSentenceSilenceMs,
+            maxTurnMs: deps.manualMaxTurnMs,
+          })
+        : null;
+    this.turnSink = { onTurnEnd: (startMs, endMs, byteOffset) => this.onLocalTurnEnd(startMs, endMs, byteOffset) };
     this.log = deps.logger.child({ model: this.model, ...(options.logContext ?? {}) });
     this.connectTimer = setTimeout(() => this.onConnectTimeout(), deps.connectTimeoutMs);
     this.ws.on('open', () => this.onOpen());
@@ -334,8 +411,80 @@ class QwenConnection implements AsrConnection {
 
   sendAudio(pcm: Buffer): void {
     if (this.state !== 'running' || this.ws.readyState !== WebSocket.OPEN || pcm.length === 0) return;
+    const turns = this.turns;
+    if (turns === null) {
+      this.append(pcm);
+      return;
+    }
+    // manual mode: the VAD may end turns inside this chunk; onLocalTurnEnd sends the bytes
+    // before each turn end, then its commit; the rest goes out here
+    this.chunk = pcm;
+    this.chunkSent = 0;
+    turns.push(pcm, this.turnSink);
+    if (this.chunkSent < pcm.length) this.append(this.chunkSent === 0 ? pcm : pcm.subarray(this.chunkSent));
+    this.chunk = null;
+  }
+
+  private append(pcm: Buffer): void {
     this.sentBytes += pcm.length;
     this.ws.send(buildAppend(this.nextEventId(), pcm));
+  }
+
+  private onLocalTurnEnd(startMs: number, endMs: number, byteOffset: number): void {
+    const chunk = this.chunk;
+    if (chunk !== null && byteOffset > this.chunkSent) {
+      this.append(chunk.subarray(this.chunkSent, byteOffset));
+      this.chunkSent = byteOffset;
+    }
+    this.commit(startMs, endMs);
+  }
+
+  /** Manual mode: commits the speech appended since the last commit (one turn). */
+  private commit(startMs: number, endMs: number): void {
+    if (this.pendingCommits.length >= MAX_PENDING_COMMITS) {
+      // a server that never answers commits: its items fall back to QwenItemTracker's times
+      this.pendingCommits.shift();
+      this.deps.metrics?.asrErrors.inc({ model: this.model, code: 'ERR_ASR_COMMIT_UNANSWERED' });
+      this.log.warn({ code: 'ERR_ASR_COMMIT_UNANSWERED', pending: MAX_PENDING_COMMITS }, 'recogniser left too many commits unanswered');
+    }
+    const eventId = this.nextEventId();
+    this.pendingCommits.push({ eventId, startMs, endMs });
+    this.ws.send(buildCommit(eventId));
+  }
+
+  /** Manual mode: gives an item the local-VAD times of the oldest unanswered commit. */
+  private bindCommit(itemId: string | null): void {
+    const turn = this.pendingCommits.shift();
+    if (turn === undefined) return; // the server committed on its own (e.g. at session.finish)
+    this.tracker.speechStarted(itemId, turn.startMs);
+    this.tracker.speechStopped(itemId, turn.endMs);
+  }
+
+  /** Manual mode without `committed` events: an item seen for the first time takes the next turn. */
+  private bindOnSight(itemId: string | null): void {
+    if (this.turns === null || this.sawCommitted || itemId === null || this.tracker.has(itemId)) return;
+    this.bindCommit(itemId);
+  }
+
+  /**
+   * Manual mode: an `error` that refuses one of our commits because the server's buffer is
+   * empty (the only documented commit error, spec B3.3) loses no audio — counted, logged, and
+   * the session goes on. Returns false for every other error.
+   */
+  private emptyCommitRefused(ev: Extract<QwenServerEvent, { type: 'error' }>): boolean {
+    if (this.turns === null) return false;
+    const code = ev.error.code ?? '';
+    if (!/empty/i.test(code) && !/empty/i.test(ev.error.message)) return false;
+    const id = ev.clientEventId;
+    let index = id === null ? -1 : this.pendingCommits.findIndex((c) => c.eventId === id);
+    if (index < 0) {
+      if (!/commit/i.test(code) && !/commit/i.test(ev.error.message)) return false;
+      if (this.pendingCommits.length > 0) index = 0; // answers come in commit order
+    }
+    if (index >= 0) this.pendingCommits.splice(index, 1);
+    this.deps.metrics?.asrErrors.inc({ model: this.model, code: 'ERR_ASR_COMMIT_REJECTED' });
+    this.log.warn({ code: 'ERR_ASR_COMMIT_REJECTED', providerCode: code, taskId: this.sessionId }, 'recogniser refused an empty commit');
+    return true;
   }
 
   finish(timeoutMs: number): Promise<void> {
@@ -348,6 +497,9 @@ class QwenConnection implements AsrConnection {
     this.finishPromise = new Promise<void>((resolve, reject) => {
       this.finishSettle = { resolve, reject };
     });
+    // manual mode: the turn still open is committed first (its speech would be lost otherwise)
+    const last = this.turns?.flush() ?? null;
+    if (last !== null) this.commit(last.startMs, last.endMs);
     this.ws.send(JSON.stringify(buildSessionFinish(this.nextEventId())));
     this.finishTimer = setTimeout(() => {
       this.log.warn({ code: 'ERR_ASR_FINISH_TIMEOUT', timeoutMs }, 'recogniser did not finish the session in time');
@@ -402,6 +554,7 @@ class QwenConnection implements AsrConnection {
       corpusText: corpus,
       vadThreshold: this.deps.vadThreshold,
       silenceDurationMs: this.options.maxSentenceSilenceMs,
+      turnDetection: this.deps.turnDetection,
     });
     this.ws.send(JSON.stringify(update));
   }
@@ -466,8 +619,13 @@ class QwenConnection implements AsrConnection {
         this.protocolError('unexpected-event', ev.type, []);
         return;
       case 'session.updated':
-      case 'input_audio_buffer.committed':
       case 'conversation.item.created':
+        return;
+      case 'input_audio_buffer.committed':
+        if (this.turns !== null) {
+          this.sawCommitted = true;
+          this.bindCommit(ev.itemId);
+        }
         return;
       case 'input_audio_buffer.speech_started':
         this.tracker.speechStarted(ev.itemId, ev.audioStartMs);
@@ -476,9 +634,11 @@ class QwenConnection implements AsrConnection {
         this.tracker.speechStopped(ev.itemId, ev.audioEndMs);
         return;
       case 'conversation.item.input_audio_transcription.text':
+        this.bindOnSight(ev.itemId);
         this.deliver(this.tracker.interim(ev.itemId, ev.text, ev.stash));
         return;
       case 'conversation.item.input_audio_transcription.completed':
+        this.bindOnSight(ev.itemId);
         this.deliver(this.tracker.completed(ev.itemId, ev.transcript, ev.emotion, this.sentMs));
         return;
       case 'conversation.item.input_audio_transcription.failed':
@@ -486,6 +646,7 @@ class QwenConnection implements AsrConnection {
         this.fail(itemFailedError(ev.error, ev.itemId, this.sessionId));
         return;
       case 'error':
+        if (this.emptyCommitRefused(ev)) return;
         this.fail(serverError(ev.error, this.sessionId));
         return;
       case 'session.finished':
