@@ -57,15 +57,12 @@
 import { WebSocket, type RawData } from 'ws';
 import { AppError } from '../../../core/errors.js';
 import type { Emotion } from '../../../core/types.js';
-import type { Logger } from '../../../observability/logger.js';
-import type { Metrics } from '../../../observability/metrics.js';
 import { normaliseQwenEmotion, QWEN_EMOTION_LABELS } from '../../emotion.js';
 import type {
   AsrCapabilities,
   AsrConnection,
   AsrConnectionHandlers,
   AsrConnectOptions,
-  AsrEvent,
   AsrProvider,
 } from '../../provider.js';
 import { DEFAULT_MANUAL_VAD_RMS, DEFAULT_MAX_TURN_MS, LocalTurnDetector, type TurnSink } from './local-vad.js';
@@ -92,6 +89,15 @@ import {
   type QwenServerEvent,
   type QwenTurnDetection,
 } from './messages.js';
+import {
+  dashScopeDeps,
+  DashScopeWsConnection,
+  openDashScopeSocket,
+  rawDataToString,
+  type DashScopeDeps,
+  type DashScopeProviderOptions,
+  type WsConnectionTexts,
+} from '../ws-connection.js';
 
 export const QWEN_PROVIDER_NAME = 'dashscope-qwen-asr';
 export { QWEN_MODELS };
@@ -103,29 +109,19 @@ const CAPABILITIES: AsrCapabilities = {
   sampleRatesHz: QWEN_SAMPLE_RATES_HZ,
 };
 
-export interface QwenProviderOptions {
+/**
+ * connectTimeoutMs covers upgrade → session.created → session.update → session.updated; pings
+ * start after session.updated; metrics also count unknown events (ERR_ASR_UNKNOWN_EVENT).
+ */
+export interface QwenProviderOptions extends DashScopeProviderOptions {
   /** DASHSCOPE_REALTIME_URL, without `?model=` (added per connection). */
   readonly url: string;
-  readonly apiKey: string | undefined;
-  readonly workspace?: string | undefined;
-  readonly logger: Logger;
-  /** Optional: counts dropped malformed / unknown server events (asrErrors). */
-  readonly metrics?: Metrics | undefined;
-  /** Upgrade → session.created → session.update → session.updated, ms. Default 10 000. */
-  readonly connectTimeoutMs?: number | undefined;
-  readonly userAgent?: string | undefined;
   /**
    * Server VAD threshold, [-1, 1]; lower is more sensitive. Default 0.0, the value the docs
    * recommend (spec B3.1; the server's own default is 0.2): on a phone line a missed quiet
    * word costs a lost sentence, while noise taken for speech costs at most an empty item.
    */
   readonly vadThreshold?: number | undefined;
-  /** Client ping cadence after session.updated, ms; 0 disables the liveness check. Default 20 000. */
-  readonly pingIntervalMs?: number | undefined;
-  /** Dropped malformed messages tolerated per connection before it is failed. Default 10. */
-  readonly maxProtocolErrors?: number | undefined;
-  /** Largest server frame accepted, bytes. Default 1 MiB. */
-  readonly maxPayloadBytes?: number | undefined;
   /**
    * Who ends the turns: 'server_vad' (default; the server's VAD) or 'manual' (session.update
    * sends `turn_detection: null`; a local energy VAD decides the turns and the client commits
@@ -139,21 +135,11 @@ export interface QwenProviderOptions {
 }
 
 export const DEFAULT_VAD_THRESHOLD = 0.0;
-const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-const DEFAULT_PING_INTERVAL_MS = 20_000;
-const DEFAULT_MAX_PROTOCOL_ERRORS = 10;
-const DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20;
-/** A polite close that gets no answer is cut off after this long (pipecat's WS_CLOSE_TIMEOUT). */
-const CLOSE_TIMEOUT_MS = 2_000;
 /** Distinct unknown event types logged at info level per connection (the rest at debug). */
 const MAX_UNKNOWN_TYPES_LOGGED = 16;
 /** Manual mode: commits sent and not yet answered by `committed`, kept for their times. */
 export const MAX_PENDING_COMMITS = 64;
 const MANUAL_MAX_TURN_MIN_MS = 1000;
-
-function defaultUserAgent(): string {
-  return `callscribe/0.1.0; node/${process.versions.node}; platform/${process.platform}; processor/${process.arch}`;
-}
 
 export function createQwenProvider(opts: QwenProviderOptions): AsrProvider {
   const vadThreshold = opts.vadThreshold ?? DEFAULT_VAD_THRESHOLD;
@@ -177,17 +163,8 @@ export function createQwenProvider(opts: QwenProviderOptions): AsrProvider {
     throw badRequest('qwen manual max turn must be an integer within [1000, 60000] ms', { manualMaxTurnMs });
   }
   const deps: ConnectionDeps = {
-    url: opts.url,
-    apiKey: opts.apiKey,
-    workspace: opts.workspace,
-    logger: opts.logger,
-    metrics: opts.metrics,
-    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    userAgent: opts.userAgent ?? defaultUserAgent(),
+    ...dashScopeDeps(opts),
     vadThreshold,
-    pingIntervalMs: opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
-    maxProtocolErrors: opts.maxProtocolErrors ?? DEFAULT_MAX_PROTOCOL_ERRORS,
-    maxPayloadBytes: opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     turnDetection,
     manualVadRms,
     manualMaxTurnMs,
@@ -220,18 +197,8 @@ function badRequest(message: string, details: Record<string, unknown>): AppError
   return new AppError('ERR_ASR_BAD_REQUEST', message, { category: 'invalid_request', retryable: false, details });
 }
 
-interface ConnectionDeps {
-  readonly url: string;
-  readonly apiKey: string | undefined;
-  readonly workspace: string | undefined;
-  readonly logger: Logger;
-  readonly metrics: Metrics | undefined;
-  readonly connectTimeoutMs: number;
-  readonly userAgent: string;
+interface ConnectionDeps extends DashScopeDeps {
   readonly vadThreshold: number;
-  readonly pingIntervalMs: number;
-  readonly maxProtocolErrors: number;
-  readonly maxPayloadBytes: number;
   readonly turnDetection: QwenTurnDetection;
   readonly manualVadRms: number;
   readonly manualMaxTurnMs: number;
@@ -269,86 +236,39 @@ function openConnection(
       badRequest('qwen silence_duration_ms must be an integer within [200, 6000]', { maxSentenceSilenceMs: silence }),
     );
   }
-  if (!deps.apiKey) {
-    return Promise.reject(
-      new AppError('ERR_ASR_NO_API_KEY', 'no DashScope API key configured', {
-        category: 'authentication',
-        retryable: false,
-      }),
-    );
-  }
-  const headers: Record<string, string> = {
-    Authorization: `Bearer ${deps.apiKey}`,
-    'OpenAI-Beta': 'realtime=v1',
-    'user-agent': deps.userAgent,
-  };
-  if (deps.workspace) headers['X-DashScope-WorkSpace'] = deps.workspace;
-  let ws: WebSocket;
-  try {
-    ws = new WebSocket(sessionUrl(deps.url, options.model), {
-      headers,
-      maxPayload: deps.maxPayloadBytes,
-      perMessageDeflate: false,
-    });
-  } catch (err) {
-    // only a malformed URL throws synchronously
-    return Promise.reject(
-      new AppError('ERR_ASR_BAD_REQUEST', 'invalid recogniser URL', {
-        category: 'invalid_request',
-        retryable: false,
-        cause: err,
-      }),
-    );
-  }
-  return new Promise<AsrConnection>((resolve, reject) => {
-    // the constructor wires every listener; it settles the promise exactly once
-    new QwenConnection(deps, ws, options, handlers, resolve, reject);
-  });
+  return openDashScopeSocket(
+    { ...deps, url: sessionUrl(deps.url, options.model), extraHeaders: { 'OpenAI-Beta': 'realtime=v1' } },
+    (ws, resolve, reject) => {
+      // the constructor wires every listener; it settles the promise exactly once
+      new QwenConnection(deps, ws, options, handlers, resolve, reject);
+    },
+  );
 }
 
-type State =
-  | 'connecting' // socket not open yet
+/**
+ * Qwen's own starting states, besides the shared ones: 'connecting' (socket not open yet),
+ * 'running', 'finishing' (session.finish sent, waiting for session.finished), 'finished',
+ * 'failed', 'closed'.
+ */
+type StartingState =
   | 'awaiting-created' // open, waiting for session.created
-  | 'updating' // session.update sent, waiting for session.updated
-  | 'running'
-  | 'finishing' // session.finish sent, waiting for session.finished
-  | 'finished'
-  | 'failed'
-  | 'closed';
+  | 'updating'; // session.update sent, waiting for session.updated
 
-function isStarting(s: State): boolean {
-  return s === 'connecting' || s === 'awaiting-created' || s === 'updating';
-}
+const TEXTS: WsConnectionTexts = {
+  connectTimeout: 'recogniser did not start the session in time',
+  started: 'recogniser session started',
+  failed: 'recogniser session ended with an error',
+  finishTimeoutLog: 'recogniser did not finish the session in time',
+  finishTimeout: 'recogniser did not confirm session.finished in time',
+};
 
-function rawDataToString(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
-}
-
-function errCode(err: Error): string | undefined {
-  return 'code' in err && typeof err.code === 'string' ? err.code : undefined;
-}
-
-class QwenConnection implements AsrConnection {
+class QwenConnection extends DashScopeWsConnection<ConnectionDeps, StartingState> {
   private sessionId = '';
-  private state: State = 'connecting';
-  private log: Logger;
-  private readonly model: string;
   private readonly nextEventId = createEventIds();
   private readonly tracker = new QwenItemTracker();
   private readonly bytesPerMs: number;
   private sentBytes = 0;
-  private connectTimer: NodeJS.Timeout | null = null;
-  private finishTimer: NodeJS.Timeout | null = null;
-  private pingTimer: NodeJS.Timeout | null = null;
-  private closeTimer: NodeJS.Timeout | null = null;
-  private heardSinceLastPing = true;
-  private protocolErrors = 0;
   private readonly unknownTypesLogged = new Set<string>();
-  private terminalError: AppError | null = null;
-  private finishPromise: Promise<void> | null = null;
-  private finishSettle: { resolve: () => void; reject: (e: AppError) => void } | null = null;
   /** Manual mode only (null in server VAD mode). */
   private readonly turns: LocalTurnDetector | null;
   private readonly turnSink: TurnSink;
@@ -360,14 +280,15 @@ class QwenConnection implements AsrConnection {
   private sawCommitted = false;
 
   constructor(
-    private readonly deps: ConnectionDeps,
-    private readonly ws: WebSocket,
-    private readonly options: AsrConnectOptions,
-    private readonly handlers: AsrConnectionHandlers,
-    private readonly resolveStart: (c: AsrConnection) => void,
-    private readonly rejectStart: (e: AppError) => void,
+    deps: ConnectionDeps,
+    ws: WebSocket,
+    options: AsrConnectOptions,
+    handlers: AsrConnectionHandlers,
+    resolveStart: (c: AsrConnection) => void,
+    rejectStart: (e: AppError) => void,
   ) {
-    this.model = options.model;
+    const log = deps.logger.child({ model: options.model, ...(options.logContext ?? {}) });
+    super(deps, ws, options, handlers, resolveStart, rejectStart, log, TEXTS);
     this.bytesPerMs = (options.sampleRateHz / 1000) * 2;
     this.turns =
       deps.turnDetection === 'manual'
@@ -379,29 +300,11 @@ class QwenConnection implements AsrConnection {
           })
         : null;
     this.turnSink = { onTurnEnd: (startMs, endMs, byteOffset) => this.onLocalTurnEnd(startMs, endMs, byteOffset) };
-    this.log = deps.logger.child({ model: this.model, ...(options.logContext ?? {}) });
-    this.connectTimer = setTimeout(() => this.onConnectTimeout(), deps.connectTimeoutMs);
-    this.ws.on('open', () => this.onOpen());
-    this.ws.on('unexpected-response', (_req, res) => {
-      const status = res.statusCode ?? 0;
-      res.resume();
-      this.failStart(handshakeError(status));
-    });
-    this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    this.ws.on('pong', () => {
-      this.heardSinceLastPing = true;
-    });
-    this.ws.on('error', (err) => this.onSocketError(err));
-    this.ws.on('close', (code, reason) => this.onClose(code, reason.toString('utf8')));
   }
 
   /** The server's session id (sess_…), known from session.created on. */
   get taskId(): string {
     return this.sessionId;
-  }
-
-  get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
   }
 
   /** Audio sent on this connection so far, ms (session time). */
@@ -487,60 +390,24 @@ class QwenConnection implements AsrConnection {
     return true;
   }
 
-  finish(timeoutMs: number): Promise<void> {
-    if (this.finishPromise) return this.finishPromise;
-    if (this.state !== 'running') {
-      this.finishPromise = Promise.reject(this.terminalError ?? closedError());
-      return this.finishPromise;
-    }
-    this.state = 'finishing';
-    this.finishPromise = new Promise<void>((resolve, reject) => {
-      this.finishSettle = { resolve, reject };
-    });
+  protected sendFinish(): void {
     // manual mode: the turn still open is committed first (its speech would be lost otherwise)
     const last = this.turns?.flush() ?? null;
     if (last !== null) this.commit(last.startMs, last.endMs);
     this.ws.send(JSON.stringify(buildSessionFinish(this.nextEventId())));
-    this.finishTimer = setTimeout(() => {
-      this.log.warn({ code: 'ERR_ASR_FINISH_TIMEOUT', timeoutMs }, 'recogniser did not finish the session in time');
-      this.fail(
-        new AppError('ERR_ASR_FINISH_TIMEOUT', 'recogniser did not confirm session.finished in time', {
-          category: 'server',
-          retryable: true,
-          details: { timeoutMs, taskId: this.sessionId },
-        }),
-      );
-    }, timeoutMs);
-    return this.finishPromise;
   }
 
-  close(): void {
-    if (this.state === 'closed') return;
-    const wasFinishing = this.state === 'finishing';
-    this.state = 'closed';
-    this.clearTimers();
-    if (wasFinishing && this.finishSettle) {
-      this.finishSettle.reject(closedError());
-      this.finishSettle = null;
-    }
-    this.closeSocket();
+  protected handshakeError(status: number): AppError {
+    return handshakeError(status);
   }
 
-  // -------------------------------------------------------------------------------------------
+  protected closedBeforeStart(code: number, reason: string): AppError {
+    return closedBeforeStartError(code, reason);
+  }
 
-  private onOpen(): void {
+  protected onOpen(): void {
     if (this.state !== 'connecting') return;
     this.state = 'awaiting-created';
-  }
-
-  private onConnectTimeout(): void {
-    this.failStart(
-      new AppError('ERR_ASR_CONNECT_TIMEOUT', 'recogniser did not start the session in time', {
-        category: 'connectivity',
-        retryable: true,
-        details: { timeoutMs: this.deps.connectTimeoutMs, phase: this.state },
-      }),
-    );
   }
 
   private sendSessionUpdate(): void {
@@ -559,9 +426,7 @@ class QwenConnection implements AsrConnection {
     this.ws.send(JSON.stringify(update));
   }
 
-  private onMessage(data: RawData, isBinary: boolean): void {
-    this.heardSinceLastPing = true;
-    if (this.state === 'finished' || this.state === 'failed' || this.state === 'closed') return;
+  protected onFrame(data: RawData, isBinary: boolean): void {
     if (isBinary) {
       this.protocolError('binary-frame', null, []);
       return;
@@ -572,7 +437,7 @@ class QwenConnection implements AsrConnection {
       else this.protocolError(parsed.reason, parsed.eventType, parsed.paths);
       return;
     }
-    if (isStarting(this.state)) this.onStartingEvent(parsed.event);
+    if (this.isStarting()) this.onStartingEvent(parsed.event);
     else this.onSessionEvent(parsed.event);
   }
 
@@ -588,11 +453,7 @@ class QwenConnection implements AsrConnection {
       case 'session.updated':
         // one that arrives before our session.update was sent is not our answer
         if (this.state !== 'updating') return;
-        this.state = 'running';
-        this.clearConnectTimer();
-        this.startPing();
-        this.log.debug('recogniser session started');
-        this.resolveStart(this);
+        this.started();
         return;
       case 'error':
         this.failStart(serverError(ev.error, this.sessionId));
@@ -650,31 +511,15 @@ class QwenConnection implements AsrConnection {
         this.fail(serverError(ev.error, this.sessionId));
         return;
       case 'session.finished':
-        if (this.state === 'finishing') {
-          this.state = 'finished';
-          this.clearTimers();
-          const settle = this.finishSettle;
-          this.finishSettle = null;
-          settle?.resolve();
-          this.closeSocket();
-        } else {
-          this.fail(
+        this.serverFinished(
+          () =>
             new AppError('ERR_ASR_TASK_FAILED', 'recogniser ended the session unasked', {
               category: 'server',
               retryable: true,
               details: { taskId: this.sessionId, providerEvent: ev.type },
             }),
-          );
-        }
+        );
         return;
-    }
-  }
-
-  private deliver(event: AsrEvent): void {
-    try {
-      this.handlers.onEvent(event);
-    } catch (err) {
-      this.log.error({ code: 'ERR_ASR_HANDLER', err }, 'ASR event handler threw');
     }
   }
 
@@ -693,151 +538,6 @@ class QwenConnection implements AsrConnection {
     eventType: string | null,
     paths: readonly string[],
   ): void {
-    this.protocolErrors++;
-    this.deps.metrics?.asrErrors.inc({ model: this.model, code: 'ERR_ASR_PROTOCOL' });
-    this.log.warn({ code: 'ERR_ASR_PROTOCOL', reason, eventType, paths, count: this.protocolErrors }, 'invalid message from recogniser dropped');
-    const err = new AppError('ERR_ASR_PROTOCOL', 'invalid message from recogniser', {
-      category: 'protocol',
-      retryable: true,
-      details: { reason, eventType, taskId: this.sessionId },
-    });
-    if (isStarting(this.state)) {
-      this.failStart(err);
-    } else if (this.protocolErrors > this.deps.maxProtocolErrors) {
-      this.fail(err);
-    }
+    this.dropInvalidMessage(reason, { eventType }, paths);
   }
-
-  private onSocketError(err: Error): void {
-    const details = { wsError: errCode(err) ?? 'unknown', taskId: this.sessionId };
-    if (isStarting(this.state)) {
-      this.failStart(
-        new AppError('ERR_ASR_CONNECT', 'could not connect to the recogniser', {
-          category: 'connectivity',
-          retryable: true,
-          cause: err,
-          details,
-        }),
-      );
-    } else {
-      this.fail(
-        new AppError('ERR_ASR_DISCONNECTED', 'recogniser connection failed', {
-          category: 'connectivity',
-          retryable: true,
-          cause: err,
-          details,
-        }),
-      );
-    }
-  }
-
-  private onClose(code: number, reason: string): void {
-    this.clearCloseTimer();
-    if (isStarting(this.state)) {
-      this.failStart(closedBeforeStartError(code, reason));
-      return;
-    }
-    this.fail(
-      new AppError('ERR_ASR_DISCONNECTED', 'recogniser connection closed', {
-        category: 'connectivity',
-        retryable: true,
-        details: { closeCode: code, closeReason: reason.slice(0, 123), taskId: this.sessionId },
-      }),
-    );
-  }
-
-  /** Fails the connect (before session.updated). Settles the connect promise once. */
-  private failStart(err: AppError): void {
-    if (!isStarting(this.state)) return;
-    this.state = 'failed';
-    this.terminalError = err;
-    this.clearTimers();
-    this.log.info({ code: err.code, ...err.details }, 'recogniser connect failed');
-    this.rejectStart(err);
-    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
-  }
-
-  /** Fails a started session: rejects a pending finish(), else calls onError — once. */
-  private fail(err: AppError): void {
-    if (this.state !== 'running' && this.state !== 'finishing') return;
-    const wasFinishing = this.state === 'finishing';
-    this.state = 'failed';
-    this.terminalError = err;
-    this.clearTimers();
-    this.log.info({ code: err.code, ...err.details }, 'recogniser session ended with an error');
-    if (wasFinishing) {
-      const settle = this.finishSettle;
-      this.finishSettle = null;
-      settle?.reject(err);
-    } else {
-      try {
-        this.handlers.onError(err);
-      } catch (handlerErr) {
-        this.log.error({ code: 'ERR_ASR_HANDLER', err: handlerErr }, 'ASR error handler threw');
-      }
-    }
-    this.closeSocket();
-  }
-
-  private startPing(): void {
-    if (this.deps.pingIntervalMs <= 0) return;
-    this.heardSinceLastPing = true;
-    this.pingTimer = setInterval(() => {
-      if (!this.heardSinceLastPing) {
-        this.fail(
-          new AppError('ERR_ASR_DISCONNECTED', 'recogniser stopped answering pings', {
-            category: 'connectivity',
-            retryable: true,
-            details: { reason: 'ping-timeout', taskId: this.sessionId },
-          }),
-        );
-        return;
-      }
-      this.heardSinceLastPing = false;
-      if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
-    }, this.deps.pingIntervalMs);
-    this.pingTimer.unref();
-  }
-
-  private closeSocket(): void {
-    const rs = this.ws.readyState;
-    if (rs === WebSocket.CLOSED) return;
-    if (rs === WebSocket.OPEN) {
-      this.ws.close(1000);
-      if (!this.closeTimer) {
-        this.closeTimer = setTimeout(() => {
-          if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
-        }, CLOSE_TIMEOUT_MS);
-        this.closeTimer.unref();
-      }
-    } else if (rs === WebSocket.CONNECTING) {
-      this.ws.terminate();
-    }
-    // CLOSING: the close handshake is already under way (with its own timer)
-  }
-
-  private clearConnectTimer(): void {
-    if (this.connectTimer) clearTimeout(this.connectTimer);
-    this.connectTimer = null;
-  }
-
-  private clearCloseTimer(): void {
-    if (this.closeTimer) clearTimeout(this.closeTimer);
-    this.closeTimer = null;
-  }
-
-  private clearTimers(): void {
-    this.clearConnectTimer();
-    if (this.finishTimer) clearTimeout(this.finishTimer);
-    this.finishTimer = null;
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    this.pingTimer = null;
-  }
-}
-
-function closedError(): AppError {
-  return new AppError('ERR_ASR_CLOSED', 'recogniser connection already closed', {
-    category: 'application',
-    retryable: false,
-  });
 }
