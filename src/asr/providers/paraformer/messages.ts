@@ -12,8 +12,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { AppError, type ErrorCategory } from '../../../core/errors.js';
+import { AppError } from '../../../core/errors.js';
 import type { AsrEvent, AsrWord } from '../../provider.js';
+import { AUTH, BAD_REQUEST, QUOTA, TASK_FAILED, THROTTLED, handshakeError, issuePaths, type ErrorClass } from '../dashscope-errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Server → client
@@ -136,10 +137,6 @@ function failure(
   paths: readonly string[] = [],
 ): ParseResult {
   return { ok: false, reason, eventName, taskId, paths };
-}
-
-function issuePaths(error: z.ZodError): string[] {
-  return error.issues.slice(0, 8).map((i) => i.path.map(String).join('.') || '(root)');
 }
 
 /** Validates one text frame from the server. Never throws. */
@@ -404,18 +401,6 @@ export function buildFinishTask(taskId: string): FinishTaskMessage {
 // ---------------------------------------------------------------------------------------------
 // Error mapping (stable codes; provider code and message kept in details)
 
-interface ErrorClass {
-  readonly code: string;
-  readonly category: ErrorCategory;
-  readonly retryable: boolean;
-}
-
-const THROTTLED: ErrorClass = { code: 'ERR_ASR_THROTTLED', category: 'rate_limit', retryable: true };
-const BAD_REQUEST: ErrorClass = { code: 'ERR_ASR_BAD_REQUEST', category: 'invalid_request', retryable: false };
-const AUTH: ErrorClass = { code: 'ERR_ASR_AUTH', category: 'authentication', retryable: false };
-const QUOTA: ErrorClass = { code: 'ERR_ASR_QUOTA', category: 'quota', retryable: false };
-const TASK_FAILED: ErrorClass = { code: 'ERR_ASR_TASK_FAILED', category: 'server', retryable: true };
-
 /**
  * Maps a `task-failed` (error_code, error_message) onto a stable class (spec A7/A8):
  * Throttling.* or the "rate limit exceeded" text → throttled (retryable); InvalidParameter*,
@@ -455,21 +440,6 @@ export function taskFailedError(errorCode: string, errorMessage: string, taskId:
   });
 }
 
-/**
- * A refused WebSocket upgrade: 401/403 → auth (permanent); 429 → throttled; other 4xx except
- * 408/499 → bad request (permanent); everything else (5xx, 408, 499, odd codes) → connect
- * (retryable).
- */
-export function handshakeError(status: number): AppError {
-  const details = { httpStatus: status };
-  if (status === 401 || status === 403) {
-    return new AppError(AUTH.code, 'recogniser refused the API key', { category: AUTH.category, retryable: false, details });
-  }
-  if (status === 429) {
-    return new AppError(THROTTLED.code, 'recogniser throttled the connection', { category: 'rate_limit', retryable: true, details });
-  }
-  if (status >= 400 && status < 500 && status !== 408 && status !== 499) {
-    return new AppError(BAD_REQUEST.code, 'recogniser refused the upgrade request', { category: 'invalid_request', retryable: false, details });
-  }
-  return new AppError('ERR_ASR_CONNECT', 'recogniser upgrade failed', { category: 'connectivity', retryable: true, details });
-}
+
+/** Re-exported: the upgrade-refusal mapping is the same gateway's for both protocols. */
+export { handshakeError };

@@ -18,8 +18,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { AppError, type ErrorCategory } from '../../../core/errors.js';
+import { AppError } from '../../../core/errors.js';
 import type { AsrEvent } from '../../provider.js';
+import { AUTH, BAD_REQUEST, QUOTA, TASK_FAILED, THROTTLED, handshakeError, issuePaths, type ErrorClass } from '../dashscope-errors.js';
 
 export const QWEN_MODELS = [
   'qwen3-asr-flash-realtime',
@@ -166,10 +167,6 @@ export type ParseResult =
 
 function failure(reason: ParseFailureReason, eventType: string | null = null, paths: readonly string[] = []): ParseResult {
   return { ok: false, reason, eventType: eventType === null ? null : eventType.slice(0, 64), paths };
-}
-
-function issuePaths(error: z.ZodError): string[] {
-  return error.issues.slice(0, 8).map((i) => i.path.map(String).join('.') || '(root)');
 }
 
 type Rec = Record<string, unknown>;
@@ -526,18 +523,6 @@ export class QwenItemTracker {
 // ---------------------------------------------------------------------------------------------
 // Error mapping (stable codes; provider type/code/message kept in details)
 
-export interface ErrorClass {
-  readonly code: string;
-  readonly category: ErrorCategory;
-  readonly retryable: boolean;
-}
-
-const THROTTLED: ErrorClass = { code: 'ERR_ASR_THROTTLED', category: 'rate_limit', retryable: true };
-const BAD_REQUEST: ErrorClass = { code: 'ERR_ASR_BAD_REQUEST', category: 'invalid_request', retryable: false };
-const AUTH: ErrorClass = { code: 'ERR_ASR_AUTH', category: 'authentication', retryable: false };
-const QUOTA: ErrorClass = { code: 'ERR_ASR_QUOTA', category: 'quota', retryable: false };
-const TASK_FAILED: ErrorClass = { code: 'ERR_ASR_TASK_FAILED', category: 'server', retryable: true };
-
 /**
  * Maps an `error` event onto a stable class (spec B4.10, B6): Throttling* codes or "rate
  * limit" text → throttled (retryable; checked first, whatever the type); InvalidApiKey /
@@ -591,24 +576,6 @@ export function itemFailedError(e: ServerErrorBody, itemId: string | null, sessi
   });
 }
 
-/**
- * A refused WebSocket upgrade: 401/403 → auth (permanent); 429 → throttled; other 4xx except
- * 408/499 → bad request (permanent); everything else (5xx, 408, 499, odd codes) → connect
- * (retryable).
- */
-export function handshakeError(status: number): AppError {
-  const details = { httpStatus: status };
-  if (status === 401 || status === 403) {
-    return new AppError(AUTH.code, 'recogniser refused the API key', { category: AUTH.category, retryable: false, details });
-  }
-  if (status === 429) {
-    return new AppError(THROTTLED.code, 'recogniser throttled the connection', { category: 'rate_limit', retryable: true, details });
-  }
-  if (status >= 400 && status < 500 && status !== 408 && status !== 499) {
-    return new AppError(BAD_REQUEST.code, 'recogniser refused the upgrade request', { category: 'invalid_request', retryable: false, details });
-  }
-  return new AppError('ERR_ASR_CONNECT', 'recogniser upgrade failed', { category: 'connectivity', retryable: true, details });
-}
 
 /**
  * The server closed the socket before `session.updated`: 1007 "Model not found" (spec B1) →
@@ -628,3 +595,7 @@ export function closedBeforeStartError(code: number, reason: string): AppError {
     details,
   });
 }
+
+/** Re-exported: the upgrade-refusal mapping is the same gateway's for both protocols. */
+export { handshakeError };
+export type { ErrorClass };
