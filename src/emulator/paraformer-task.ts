@@ -32,7 +32,7 @@ import {
   type SentenceTranscript,
   type TextUnit,
 } from './script.js';
-import { EnergyVad, SEGMENT_END, SEGMENT_START, SpeechSegmenter, type VadWindowSink } from './vad.js';
+import { appendToTail, EnergyVad, SEGMENT_END, SEGMENT_START, SpeechSegmenter, type VadWindowSink } from './vad.js';
 
 // ---------------------------------------------------------------------------------------------
 // Models and wire types
@@ -654,19 +654,7 @@ export class ParaformerConnection implements VadWindowSink {
     task.vad.push(chunk, this);
     task.audioBytes += chunk.length;
     task.chunk = null;
-    if (task.tail) {
-      const tail = task.tail;
-      const T = tail.length;
-      if (chunk.length >= T) {
-        chunk.copy(tail, 0, chunk.length - T);
-        task.tailLen = T;
-      } else {
-        const keep = Math.min(task.tailLen, T - chunk.length);
-        tail.copyWithin(0, task.tailLen - keep, task.tailLen);
-        chunk.copy(tail, keep);
-        task.tailLen = keep + chunk.length;
-      }
-    }
+    if (task.tail) task.tailLen = appendToTail(task.tail, task.tailLen, chunk);
   }
 
   /** VadWindowSink: one 10 ms window of the running task. */

@@ -38,7 +38,7 @@ import {
   type CallScript,
   type SentenceTranscript,
 } from './script.js';
-import { EnergyVad, SEGMENT_START, SEGMENT_END, SpeechSegmenter, type VadWindowSink } from './vad.js';
+import { appendToTail, EnergyVad, SEGMENT_START, SEGMENT_END, SpeechSegmenter, type VadWindowSink } from './vad.js';
 
 // ---------------------------------------------------------------------------------------------
 // Models, languages, emotions
@@ -715,19 +715,7 @@ export class QwenSession implements VadWindowSink {
     p.chunk = null;
     if (this.phaseValue !== 'open' || this.pipe !== p) return;
     p.bytes += chunk.length;
-    const tail = p.tail;
-    if (tail !== null) {
-      const T = tail.length;
-      if (chunk.length >= T) {
-        chunk.copy(tail, 0, chunk.length - T);
-        p.tailLen = T;
-      } else {
-        const keep = Math.min(p.tailLen, T - chunk.length);
-        tail.copyWithin(0, p.tailLen - keep, p.tailLen);
-        chunk.copy(tail, keep);
-        p.tailLen = keep + chunk.length;
-      }
-    }
+    if (p.tail !== null) p.tailLen = appendToTail(p.tail, p.tailLen, chunk);
   }
 
   /** VadWindowSink: one 10 ms window. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EnergyVad, SEGMENT_END, SEGMENT_NONE, SEGMENT_START, SpeechSegmenter, segmentPcm } from './vad.js';
+import { appendToTail, EnergyVad, SEGMENT_END, SEGMENT_NONE, SEGMENT_START, SpeechSegmenter, segmentPcm } from './vad.js';
 
 const RATE = 8000;
 
@@ -85,5 +85,21 @@ describe('EnergyVad + SpeechSegmenter', () => {
     const events = [4, 5, 6].map((i) => seg.onWindow(false, i));
     expect(events).toEqual([SEGMENT_NONE, SEGMENT_NONE, SEGMENT_END]);
     expect(seg.lastVoicedEndMs).toBe(40);
+  });
+});
+
+describe('appendToTail', () => {
+  it('keeps the last bytes of the stream whatever the chunk sizes', () => {
+    const stream = Buffer.from(Array.from({ length: 50 }, (_, i) => i));
+    for (const sizes of [[50], [3, 7, 40], [1, 1, 1, 47], [9, 9, 9, 9, 9, 5]]) {
+      const tail = Buffer.alloc(8);
+      let len = 0;
+      let at = 0;
+      for (const n of sizes) {
+        len = appendToTail(tail, len, stream.subarray(at, at + n));
+        at += n;
+        expect(tail.subarray(0, len)).toEqual(stream.subarray(Math.max(0, at - 8), at));
+      }
+    }
   });
 });

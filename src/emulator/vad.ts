@@ -160,3 +160,20 @@ export function segmentPcm(
   if (seg.inSpeech) out.push({ startMs: seg.segmentStartMs, endMs: seg.lastVoicedEndMs });
   return out;
 }
+
+/**
+ * Keeps the last `tail.length` bytes of a PCM stream in `tail` (its first `tailLen` bytes are
+ * valid): appends `chunk` and returns the new valid length. Used to look back at the audio just
+ * before a sentence starts without keeping the whole stream.
+ */
+export function appendToTail(tail: Buffer, tailLen: number, chunk: Buffer): number {
+  const T = tail.length;
+  if (chunk.length >= T) {
+    chunk.copy(tail, 0, chunk.length - T);
+    return T;
+  }
+  const keep = Math.min(tailLen, T - chunk.length);
+  tail.copyWithin(0, tailLen - keep, tailLen);
+  chunk.copy(tail, keep);
+  return keep + chunk.length;
+}
