@@ -45,6 +45,11 @@ export interface CallStartJob {
   readonly models: Readonly<Partial<Record<Role, string>>>;
   /** role → routing decision, stored with the call (calls.routing). */
   readonly routing: Readonly<Partial<Record<Role, RoleRouting>>>;
+  /** Agent and queue ids from the telephony side (Twilio parameters, SIP headers), if given. */
+  readonly agentId?: string;
+  readonly queueId?: string;
+  /** Non-PII source metadata kept with the call (e.g. SIPREC session id and participants). */
+  readonly metadata?: Readonly<Record<string, unknown>>;
 }
 
 export interface UtteranceJob {

@@ -69,6 +69,9 @@ export const callStartJobSchema = z.object({
   models: z.object({ customer: z.string().min(1).optional(), agent: z.string().min(1).optional() }),
   // absent in jobs enqueued by a version before routing (rolling deploys): stored as {}
   routing: z.object({ customer: roleRouting.optional(), agent: roleRouting.optional() }).default({}),
+  agentId: z.string().min(1).max(200).optional(),
+  queueId: z.string().min(1).max(200).optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
 export const utteranceJobSchema = z

@@ -11,19 +11,13 @@
  * the socket layer: every bad frame is counted and dropped, or closes the socket with a code.
  */
 import { randomUUID } from 'node:crypto';
-import type { RoutingDecision, RoutingInput } from '../../asr/routing/policy.js';
-import { storedRouting } from '../../asr/routing/policy.js';
-import type { AsrStreamRunner, AsrStreamStatusUpdate } from '../../asr/session-runner.js';
-import type { G711Codec } from '../../codec/g711.js';
-import { errorMessage } from '../../core/errors.js';
-import { isRole, type Role, type Utterance } from '../../core/types.js';
-import type { RoleRouting } from '../../queue/jobs.js';
+import { isRole, type Role } from '../../core/types.js';
 import type { Logger } from '../../observability/logger.js';
-import type { Metrics } from '../../observability/metrics.js';
-import type { Producer } from '../../queue/producer.js';
 import type { LiveCall } from '../call-registry.js';
-import { SpeakerStream } from '../speaker-stream.js';
+import { MediaCall, type MediaCallDeps } from '../media-call.js';
 import { TwilioCloseCode, TwilioStreamParser, type TwilioStartEvent } from './parser.js';
+
+export type { RunnerRequest } from '../media-call.js';
 
 export type CallState = 'awaiting-start' | 'live' | 'ending' | 'ended';
 
@@ -32,27 +26,9 @@ export interface CallSocket {
   close(code: number, reason: string): void;
 }
 
-export interface RunnerRequest {
-  readonly callId: string;
-  readonly role: Role;
-  readonly track: string;
-  /** The routing decision for this role: model, fallback, language, hotwords. */
-  readonly route: RoutingDecision;
-  onUtterance(u: Utterance): void;
-  onStatus(s: AsrStreamStatusUpdate): void;
-}
-
-export interface TwilioCallDeps {
+export interface TwilioCallDeps extends MediaCallDeps {
   readonly socket: CallSocket;
-  readonly producer: Producer;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  readonly createRunner: (request: RunnerRequest) => AsrStreamRunner;
-  /** Chooses the model (and fallback, language, hotwords) for one role of a call. */
-  readonly route: (input: Omit<RoutingInput, 'envDefaultModel' | 'envVocabularyId'>) => RoutingDecision;
-  readonly keepaliveAfterMs: number;
   readonly idleTimeoutMs: number;
-  readonly now?: () => number;
 }
 
 const SOURCE = 'twilio';
@@ -81,7 +57,7 @@ export function resolveRoles(
 export class TwilioCallSession implements LiveCall {
   private stateValue: CallState = 'awaiting-start';
   private readonly parser = new TwilioStreamParser();
-  private readonly streams = new Map<string, SpeakerStream>();
+  private call: MediaCall | null = null;
   private readonly now: () => number;
   private log: Logger;
   private callIdValue: string | null = null;
@@ -144,7 +120,7 @@ export class TwilioCallSession implements LiveCall {
     switch (event.type) {
       case 'media': {
         this.framesSinceTick++;
-        const stream = this.streams.get(event.track);
+        const stream = this.call?.stream(event.track);
         if (!stream) {
           this.drop('ERR_INGEST_UNEXPECTED_TRACK');
           return;
@@ -198,7 +174,7 @@ export class TwilioCallSession implements LiveCall {
     if (this.stateValue === 'live') {
       // timeline counters → Prometheus every 8th tick (~2 s); keep-alive checks every tick
       const syncMetrics = ++this.ticks % 8 === 0;
-      for (const s of this.streams.values()) s.tick(now, syncMetrics);
+      this.call?.tick(now, syncMetrics);
     }
   }
 
@@ -241,76 +217,26 @@ export class TwilioCallSession implements LiveCall {
     if (conflict) {
       this.log.warn({ code: 'ERR_INGEST_ROLE_CONFLICT' }, 'customParameters map two tracks to one role; using defaults');
     }
-    const tenantId = params['tenant'] ?? params['tenantId'] ?? 'default';
-    const models: Partial<Record<Role, string>> = {};
-    const routing: Partial<Record<Role, RoleRouting>> = {};
-    for (const [track, role] of Object.entries(roles)) {
-      const route = this.deps.route({ source: SOURCE, role, tenantId, customParameters: params });
-      if (route.rejected.length > 0) {
-        this.log.warn({ code: 'ERR_ROUTING_PARAMETER', role, rejected: route.rejected }, 'call parameters ignored by routing');
-      }
-      models[role] = route.model;
-      routing[role] = storedRouting(route);
-      const codec: G711Codec = event.codec;
-      let statusSeq = 0;
-      const runner = this.deps.createRunner({
+    this.call = new MediaCall(
+      { ...this.deps, logger: this.log, now: this.now },
+      {
         callId,
-        role,
-        track,
-        route,
-        onUtterance: (u) => {
-          void this.deps.producer.enqueueUtterance({ callId, callStartedAt: this.startedAt, utterance: u });
+        source: SOURCE,
+        startedAt: this.startedAt,
+        tenantId: params['tenant'] ?? params['tenantId'] ?? 'default',
+        externalIds: {
+          callSid: start.callSid,
+          streamSid: start.streamSid,
+          ...(start.accountSid ? { accountSid: start.accountSid } : {}),
         },
-        onStatus: (s) => {
-          void this.deps.producer.enqueueStreamStatus({
-            callId,
-            callStartedAt: this.startedAt,
-            role,
-            track,
-            model: s.model,
-            status: s.status,
-            errorCode: s.errorCode,
-            errorMessage: s.errorMessage,
-            reconnects: s.reconnects,
-            utterances: s.utterances,
-            at: this.now(),
-            seq: ++statusSeq,
-          });
-        },
-      });
-      this.streams.set(
-        track,
-        new SpeakerStream({
-          role,
-          track,
-          codec,
-          runner,
-          metrics: this.deps.metrics,
-          source: SOURCE,
-          keepaliveAfterMs: this.deps.keepaliveAfterMs,
-          now: this.now,
-        }),
-      );
-    }
-    this.deps.metrics.activeCalls.inc();
-    this.deps.metrics.activeStreams.inc(this.streams.size);
-    void this.deps.producer.enqueueCallStart({
-      callId,
-      source: SOURCE,
-      startedAt: this.startedAt,
-      tenantId,
-      externalIds: {
-        callSid: start.callSid,
-        streamSid: start.streamSid,
-        ...(start.accountSid ? { accountSid: start.accountSid } : {}),
+        customParameters: params,
+        tracks: Object.entries(roles).map(([track, role]) => ({ track, role, codec: event.codec })),
+        agentId: params['agentId'] ?? params['agent'] ?? null,
+        queueId: params['queueId'] ?? params['queue'] ?? null,
       },
-      customParameters: params,
-      roles,
-      models,
-      routing,
-    });
+    );
+    const { models } = this.call.begin();
     this.log.info({ tracks: start.tracks, roles, models }, 'call started');
-    for (const s of this.streams.values()) s.start();
   }
 
   private end(reason: string): Promise<void> {
@@ -334,31 +260,9 @@ export class TwilioCallSession implements LiveCall {
 
   private async finishStreams(): Promise<void> {
     this.flushFrameCount();
-    const callId = this.callIdValue;
-    if (!callId) return;
-    try {
-      await Promise.all([...this.streams.values()].map((s) => s.finish()));
-    } catch (err) {
-      this.log.error({ code: 'ERR_INGEST_FINISH', err: errorMessage(err) }, 'finishing speaker streams failed');
-    }
-    const endedAt = this.now();
+    if (!this.call) return;
     const stats: Record<string, number> = { dtmf: this.dtmfCount, marks: this.marks };
     for (const [code, n] of Object.entries(this.framesDropped)) stats[`dropped.${code}`] = n;
-    for (const s of this.streams.values()) Object.assign(stats, s.stats());
-    const failed = [...this.streams.values()].every((s) => s.runner.status === 'failed');
-    const durationMs = Math.max(0, ...[...this.streams.values()].map((s) => Math.round(s.positionMs)));
-    this.deps.metrics.activeCalls.dec();
-    this.deps.metrics.activeStreams.dec(this.streams.size);
-    this.deps.metrics.callsTotal.inc({ source: SOURCE, outcome: failed ? 'failed' : 'ended' });
-    await this.deps.producer.enqueueCallEnd({
-      callId,
-      callStartedAt: this.startedAt,
-      endedAt,
-      status: failed && this.streams.size > 0 ? 'failed' : 'ended',
-      endReason: this.endReason,
-      durationMs,
-      stats,
-    });
-    this.log.info({ reason: this.endReason, durationMs }, 'call ended');
+    await this.call.finish(this.endReason, stats);
   }
 }
