@@ -332,6 +332,31 @@ export function joinHotwords(terms: readonly string[]): string {
 
 /** Parses and validates routing-file text; `fileName` only labels the error messages. */
 export function parseRoutingConfig(text: string, fileName: string): RoutingConfig {
+  const result = validateConfigText(text, fileName, fileSchema, {
+    knownKeys: ALL_KEYS,
+    emptyMessage: 'the file is empty (expected a mapping starting with `version: 1`)',
+  });
+  if (!result.ok) throw new RoutingConfigError(result.problems, result.cause);
+  return toConfig(result.data, fileName);
+}
+
+/** Outcome of validateConfigText: the parsed data, or one `file:line:col: path: problem` per problem. */
+export type ConfigTextResult<T> =
+  | { readonly ok: true; readonly data: T }
+  | { readonly ok: false; readonly problems: string[]; readonly cause?: unknown };
+
+/**
+ * Parses JSON or YAML text (`yaml` keeps source positions) and validates it with a zod schema;
+ * every syntax error and schema issue becomes `file:line:col: path: problem`, in file order.
+ * `knownKeys` feeds "did you mean" for unknown keys; `emptyMessage` is the problem for an empty
+ * file. Shared with the QA rule files (src/analytics/rules/loader.ts).
+ */
+export function validateConfigText<S extends z.ZodType>(
+  text: string,
+  fileName: string,
+  schema: S,
+  options: { readonly knownKeys: readonly string[]; readonly emptyMessage: string },
+): ConfigTextResult<z.output<S>> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   const at = (offset: number | undefined): string => {
@@ -340,41 +365,36 @@ export function parseRoutingConfig(text: string, fileName: string): RoutingConfi
     return `${fileName}:${line}:${col}`;
   };
   if (doc.errors.length > 0) {
-    throw new RoutingConfigError(doc.errors.map((e) => `${at(e.pos[0])}: ${syntaxMessage(e.code, e.message)}`));
+    return { ok: false, problems: doc.errors.map((e) => `${at(e.pos[0])}: ${syntaxMessage(e.code, e.message)}`) };
   }
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new RoutingConfigError([`${fileName}: ${err instanceof Error ? err.message : String(err)}`], err);
+    return { ok: false, problems: [`${fileName}: ${err instanceof Error ? err.message : String(err)}`], cause: err };
   }
   if (data === null || data === undefined) {
-    throw new RoutingConfigError([`${fileName}: the file is empty (expected a mapping starting with \`version: 1\`)`]);
+    return { ok: false, problems: [`${fileName}: ${options.emptyMessage}`] };
   }
-  const parsed = fileSchema.safeParse(data, { reportInput: true });
-  if (!parsed.success) {
-    const found: { offset: number | undefined; text: string }[] = [];
-    for (const issue of parsed.error.issues) {
-      if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) {
-          const path = [...issue.path, key];
-          const offset = locate(doc, path, true);
-          found.push({ offset, text: `${at(offset)}: ${formatPath(path)}: unknown key ${JSON.stringify(key)}${suggest(key, ALL_KEYS)}` });
-        }
-        continue;
+  const parsed = schema.safeParse(data, { reportInput: true });
+  if (parsed.success) return { ok: true, data: parsed.data };
+  const found: { offset: number | undefined; text: string }[] = [];
+  for (const issue of parsed.error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const path = [...issue.path, key];
+        const offset = locate(doc, path, true);
+        found.push({ offset, text: `${at(offset)}: ${formatPath(path)}: unknown key ${JSON.stringify(key)}${suggest(key, options.knownKeys)}` });
       }
-      const atKey = issue.code === 'custom' && (issue.params as { at?: string } | undefined)?.at === 'key';
-      const offset = locate(doc, issue.path, atKey);
-      found.push({ offset, text: `${at(offset)}: ${formatPath(issue.path)}: ${issueMessage(issue)}` });
+      continue;
     }
-    // in file order (stable: problems at one place keep zod's order)
-    found.sort((a, b) => (a.offset ?? Infinity) - (b.offset ?? Infinity));
-    throw new RoutingConfigError(
-      found.map((f) => f.text),
-      parsed.error,
-    );
+    const atKey = issue.code === 'custom' && (issue.params as { at?: string } | undefined)?.at === 'key';
+    const offset = locate(doc, issue.path, atKey);
+    found.push({ offset, text: `${at(offset)}: ${formatPath(issue.path)}: ${issueMessage(issue)}` });
   }
-  return toConfig(parsed.data, fileName);
+  // in file order (stable: problems at one place keep zod's order)
+  found.sort((a, b) => (a.offset ?? Infinity) - (b.offset ?? Infinity));
+  return { ok: false, problems: found.map((f) => f.text), cause: parsed.error };
 }
 
 /**
@@ -440,7 +460,8 @@ function orList(values: readonly string[]): string {
   return values.length <= 1 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values.at(-1)!}`;
 }
 
-function describe(input: unknown): string {
+/** A short description of a parsed value for messages ("a list", "the string \"x\""). */
+export function describe(input: unknown): string {
   if (input === undefined) return 'nothing';
   if (input === null) return 'null (an empty value)';
   if (Array.isArray(input)) return 'a list';
