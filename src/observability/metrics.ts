@@ -42,6 +42,18 @@ export interface Metrics {
   readonly enqueuedToPersistedMs: Histogram;
   readonly queueLagMs: Gauge<'queue'>;
   readonly queueWaiting: Gauge<'queue'>;
+  /** Alert delivery (src/alerts/delivery/): channel = supervisor | redis | webhook. */
+  readonly alertsDelivered: Counter<'channel'>;
+  readonly alertDeliveryFailures: Counter<'channel' | 'final'>;
+  /** hop = commit (final received → row committed) | deliver (committed → delivered, by channel). */
+  readonly alertLatencyMs: Histogram<'hop' | 'channel'>;
+  readonly supervisorSockets: Gauge;
+  readonly rtpLostPackets: Counter;
+  readonly sipRequests: Counter<'method'>;
+  readonly sipRejections: Counter<'reason'>;
+  readonly analyticsRuns: Counter<'kind' | 'outcome'>;
+  readonly alertsRaised: Counter<'severity' | 'status'>;
+  readonly liveEventsDropped: Counter<'reason'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -80,5 +92,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     enqueuedToPersistedMs: new Histogram({ name: 'callscribe_enqueued_to_persisted_ms', help: 'Job enqueued → row committed', buckets: latencyBuckets, registers }),
     queueLagMs: new Gauge({ name: 'callscribe_queue_lag_ms', help: 'Age of the oldest waiting job', labelNames: ['queue'], registers }),
     queueWaiting: new Gauge({ name: 'callscribe_queue_waiting_jobs', help: 'Jobs waiting', labelNames: ['queue'], registers }),
+    alertsDelivered: new Counter({ name: 'callscribe_alerts_delivered_total', help: 'Alerts delivered, by channel (supervisor: once per alert per process)', labelNames: ['channel'], registers }),
+    alertDeliveryFailures: new Counter({ name: 'callscribe_alert_delivery_failures_total', help: 'Failed alert delivery attempts, by channel; final="true" when no retry follows', labelNames: ['channel', 'final'], registers }),
+    alertLatencyMs: new Histogram({ name: 'callscribe_alert_latency_ms', help: 'Alert latency by hop: commit = final sentence received → alert committed; deliver = committed → delivered (by channel)', labelNames: ['hop', 'channel'], buckets: [5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 60_000], registers }),
+    supervisorSockets: new Gauge({ name: 'callscribe_supervisor_sockets', help: 'Supervisor feed WebSockets open now', registers }),
+    rtpLostPackets: new Counter({ name: 'callscribe_rtp_lost_packets_total', help: 'RTP packets declared lost by the jitter buffer (filled with silence)', registers }),
+    sipRequests: new Counter({ name: 'callscribe_sip_requests_total', help: 'SIP requests received, by method', labelNames: ['method'], registers }),
+    sipRejections: new Counter({ name: 'callscribe_sip_rejections_total', help: 'SIP requests or datagrams rejected, by reason code', labelNames: ['reason'], registers }),
+    analyticsRuns: new Counter({ name: 'callscribe_analytics_runs_total', help: 'QA analytics evaluations, by kind (live, postcall) and outcome', labelNames: ['kind', 'outcome'], registers }),
+    alertsRaised: new Counter({ name: 'callscribe_alerts_raised_total', help: 'Alerts stored, by severity and status (open, suppressed)', labelNames: ['severity', 'status'], registers }),
+    liveEventsDropped: new Counter({ name: 'callscribe_live_events_dropped_total', help: 'Live events not sent to a supervisor socket, by reason (backpressure, invalid)', labelNames: ['reason'], registers }),
   };
 }
