@@ -3,6 +3,7 @@
  * workers in one process; `ingest` and `worker` run one side each. The CLI, the demo and the
  * end-to-end tests all start the service through here, so they exercise the same wiring.
  */
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { Redis } from 'ioredis';
@@ -18,10 +19,15 @@ import { systemClock } from './core/clock.js';
 import { errorMessage } from './core/errors.js';
 import { createDb, type Database } from './db/client.js';
 import { runMigrations } from './db/migrate.js';
-import { createHttpServer, type ReadinessCheck } from './http/server.js';
+import { createHttpServer, type ReadinessCheck, type RouteHandler, type UpgradeHandler } from './http/server.js';
 import { Lifecycle } from './http/lifecycle.js';
 import { CallRegistry } from './ingest/call-registry.js';
-import type { RunnerRequest } from './ingest/twilio/call-session.js';
+import type { MediaCallDeps, RunnerRequest } from './ingest/media-call.js';
+import type { RtpCallDeps } from './ingest/rtp-call.js';
+import { createRtpSessions, RTP_SESSIONS_PATH } from './ingest/rtp-sessions.js';
+import { UdpPortPool } from './ingest/rtp/udp-port-pool.js';
+import { createSipCallHandler } from './ingest/sip-calls.js';
+import { createSipServer, type SipServer } from './ingest/sip/index.js';
 import { createTwilioRoute } from './ingest/twilio/ws-route.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -41,6 +47,8 @@ export interface Service {
   readonly port: number;
   readonly registry: CallRegistry | null;
   readonly producer: Producer | null;
+  /** Bound SIP ports when SIP_ENABLED (udp / tcp). */
+  readonly sip: SipServer['ports'] | null;
   /** Graceful drain: stop accepting, finish calls, flush the queue, close pools. Idempotent. */
   stop(): Promise<void>;
 }
@@ -48,6 +56,8 @@ export interface Service {
 export interface StartServiceOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
+  /** Sees the PCM every track hands its recogniser (tests compare it with independent decodes). */
+  readonly audioTap?: MediaCallDeps['audioTap'];
 }
 
 export async function startService(env: Env, mode: ServiceMode, options: StartServiceOptions): Promise<Service> {
@@ -92,7 +102,11 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   let producer: Producer | null = null;
   let registry: CallRegistry | null = null;
   let closeRoute: (() => void) | null = null;
-  const upgrades: Record<string, ReturnType<typeof createTwilioRoute>['handleUpgrade']> = {};
+  let rtpPool: UdpPortPool | null = null;
+  let sipServer: SipServer | null = null;
+  let sipMetrics: NodeJS.Timeout | null = null;
+  const upgrades: Record<string, UpgradeHandler> = {};
+  const prefixRoutes: Record<string, RouteHandler> = {};
 
   if (runsIngest) {
     if (!env.DASHSCOPE_API_KEY) {
@@ -147,6 +161,39 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       limiter = createMemoryStartLimiter(env.ASR_TASK_STARTS_PER_SECOND);
     }
     registry = new CallRegistry(env.MAX_CALLS);
+    const mediaDeps: MediaCallDeps = {
+      producer,
+      metrics,
+      logger,
+      keepaliveAfterMs: env.ASR_KEEPALIVE_AFTER_MS,
+      audioTap: options.audioTap,
+      route: (input) =>
+        resolveRouting(routingConfig, {
+          ...input,
+          envDefaultModel: env.ASR_MODEL,
+          envVocabularyId: env.ASR_VOCABULARY_ID,
+        }),
+      createRunner: (req) =>
+        new AsrStreamRunner({
+          candidates: [req.route.model, ...(req.route.fallback ? [req.route.fallback] : [])].map((m) =>
+            candidate(m, req.route, req),
+          ),
+          limiter,
+          callId: req.callId,
+          role: req.role,
+          track: req.track,
+          metrics,
+          logger: logger.child({ callId: req.callId, role: req.role }),
+          clock: systemClock,
+          maxRetries: env.ASR_MAX_RETRIES,
+          retryMinMs: env.ASR_RETRY_MIN_MS,
+          retryMaxMs: env.ASR_RETRY_MAX_MS,
+          replayBufferMs: env.ASR_REPLAY_BUFFER_MS,
+          finishTimeoutMs: env.ASR_FINISH_TIMEOUT_MS,
+          onUtterance: req.onUtterance,
+          onStatus: req.onStatus,
+        }),
+    };
     const route = createTwilioRoute({
       registry,
       metrics,
@@ -154,41 +201,68 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       maxFrameBytes: env.TWILIO_MAX_FRAME_BYTES,
       authToken: env.TWILIO_AUTH_TOKEN,
       publicUrl: twilioPublicUrl(env),
-      sessionDeps: {
-        producer,
-        metrics,
-        keepaliveAfterMs: env.ASR_KEEPALIVE_AFTER_MS,
-        idleTimeoutMs: env.TWILIO_IDLE_TIMEOUT_MS,
-        route: (input) =>
-          resolveRouting(routingConfig, {
-            ...input,
-            envDefaultModel: env.ASR_MODEL,
-            envVocabularyId: env.ASR_VOCABULARY_ID,
-          }),
-        createRunner: (req) =>
-          new AsrStreamRunner({
-            candidates: [req.route.model, ...(req.route.fallback ? [req.route.fallback] : [])].map((m) =>
-              candidate(m, req.route, req),
-            ),
-            limiter,
-            callId: req.callId,
-            role: req.role,
-            track: req.track,
-            metrics,
-            logger: logger.child({ callId: req.callId, role: req.role }),
-            clock: systemClock,
-            maxRetries: env.ASR_MAX_RETRIES,
-            retryMinMs: env.ASR_RETRY_MIN_MS,
-            retryMaxMs: env.ASR_RETRY_MAX_MS,
-            replayBufferMs: env.ASR_REPLAY_BUFFER_MS,
-            finishTimeoutMs: env.ASR_FINISH_TIMEOUT_MS,
-            onUtterance: req.onUtterance,
-            onStatus: req.onStatus,
-          }),
-      },
+      sessionDeps: { ...mediaDeps, idleTimeoutMs: env.TWILIO_IDLE_TIMEOUT_MS },
     });
     upgrades['/twilio'] = route.handleUpgrade;
     closeRoute = route.close;
+
+    // RTP: raw sessions (POST /v1/rtp-sessions) and SIP/SIPREC calls share one port pool
+    const reg = registry;
+    rtpPool = new UdpPortPool({ minPort: env.RTP_PORT_MIN, maxPort: env.RTP_PORT_MAX, host: env.RTP_HOST });
+    const rtpDeps: RtpCallDeps = { ...mediaDeps, inactivityTimeoutMs: env.RTP_INACTIVITY_TIMEOUT_MS, jitterMs: env.RTP_JITTER_MS };
+    const mediaAddress = advertisedAddress(env);
+    const accepting = () => lifecycle.state === 'running';
+    const rtpSessions = createRtpSessions({
+      registry: reg,
+      pool: rtpPool,
+      callDeps: rtpDeps,
+      logger: logger.child({ component: 'rtp-sessions' }),
+      advertisedHost: mediaAddress,
+      apiToken: env.API_TOKEN,
+      accepting,
+    });
+    prefixRoutes[RTP_SESSIONS_PATH] = rtpSessions.handler;
+    if (env.SIP_ENABLED) {
+      const sipLogger = logger.child({ component: 'sip' });
+      const handler = createSipCallHandler({
+        registry: reg,
+        pool: rtpPool,
+        callDeps: rtpDeps,
+        logger: sipLogger,
+        mediaAddress,
+        roleHeader: env.SIP_ROLE_HEADER,
+        accepting,
+      });
+      const authUser = env.SIP_AUTH_USERNAME;
+      const authPassword = env.SIP_AUTH_PASSWORD;
+      sipServer = await createSipServer({
+        host: env.SIP_HOST,
+        port: env.SIP_PORT,
+        transports: env.SIP_TRANSPORTS,
+        advertisedHost: mediaAddress,
+        handler,
+        logger: sipLogger,
+        allowFrom: env.SIP_ALLOWED_CIDRS,
+        siprecRoles: {
+          customer: env.SIPREC_CUSTOMER,
+          ...(env.SIPREC_AGENT_AOR_PATTERN ? { agentAorPattern: new RegExp(env.SIPREC_AGENT_AOR_PATTERN) } : {}),
+        },
+        ...(authUser && authPassword
+          ? {
+              auth: {
+                realm: env.SIP_AUTH_REALM,
+                // stateless nonces must verify on every instance: derive the key from the shared password
+                secret: createHash('sha256').update(`callscribe-sip-nonce:${authPassword}`).digest('hex'),
+                lookupPassword: (u: string) => (u === authUser ? authPassword : undefined),
+              },
+            }
+          : {}),
+      });
+      const server = sipServer;
+      handler.hangup = (dialogId) => void server.hangup(dialogId, 'rtp-inactivity');
+      sipMetrics = startSipMetrics(server, metrics);
+      logger.info({ udp: server.ports.udp, tcp: server.ports.tcp, mediaAddress }, 'sip server listening');
+    }
   }
 
   let closeWorker: (() => Promise<void>) | null = null;
@@ -214,7 +288,7 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     };
   }
 
-  const server = createHttpServer({ lifecycle, metrics, logger, checks, upgrades });
+  const server = createHttpServer({ lifecycle, metrics, logger, checks, upgrades, prefixRoutes });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(env.PORT, env.HOST, () => {
@@ -237,6 +311,19 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
         reg.close();
       },
     });
+  }
+  if (sipServer) {
+    const sip = sipServer;
+    // BYE to the remaining dialogs, then close the SIP sockets (calls were drained above)
+    cleanups.push({ name: 'sip', run: () => sip.close() });
+  }
+  if (sipMetrics) {
+    const t = sipMetrics;
+    cleanups.push({ name: 'sip-metrics', run: () => clearInterval(t) });
+  }
+  if (rtpPool) {
+    const pool = rtpPool;
+    cleanups.push({ name: 'rtp-ports', run: () => pool.close() });
   }
   if (closeRoute) cleanups.push({ name: 'twilio-route', run: closeRoute });
   if (producer) {
@@ -289,5 +376,35 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     return stopping;
   };
 
-  return { mode, lifecycle, metrics, server, port, registry, producer, stop };
+  return { mode, lifecycle, metrics, server, port, registry, producer, sip: sipServer?.ports ?? null, stop };
+}
+
+/** The address SBCs and RTP senders reach us on (SDP c=, Contact, RTP session answers). */
+function advertisedAddress(env: Env): string {
+  if (env.SIP_PUBLIC_ADDRESS) return env.SIP_PUBLIC_ADDRESS;
+  const host = env.SIP_ENABLED ? env.SIP_HOST : env.RTP_HOST;
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}
+
+/** SIP server counters → Prometheus as deltas every 5 s. */
+function startSipMetrics(server: SipServer, metrics: Metrics): NodeJS.Timeout {
+  const seen = new Map<string, number>();
+  const delta = (key: string, n: number): number => {
+    const d = n - (seen.get(key) ?? 0);
+    seen.set(key, n);
+    return d;
+  };
+  const timer = setInterval(() => {
+    const s = server.stats();
+    for (const [method, n] of Object.entries(s.requests)) {
+      const d = delta(`req:${method}`, n);
+      if (d > 0) metrics.sipRequests.inc({ method }, d);
+    }
+    for (const [reason, n] of [...Object.entries(s.rejections), ...Object.entries(s.drops)]) {
+      const d = delta(`rej:${reason}`, n);
+      if (d > 0) metrics.sipRejections.inc({ reason }, d);
+    }
+  }, 5000);
+  timer.unref();
+  return timer;
 }

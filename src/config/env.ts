@@ -89,6 +89,95 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   /** Apply pending migrations when `serve` starts. */
   MIGRATE_ON_START: bool.default(true),
+
+  // ── SIP / RTP ingest (docs/sip.md) ──
+  /** SIP user agent server: off unless enabled (it listens on UDP and TCP). */
+  SIP_ENABLED: bool.default(false),
+  SIP_HOST: z.string().default('0.0.0.0'),
+  SIP_PORT: z.coerce.number().int().min(0).max(65535).default(5060),
+  SIP_TRANSPORTS: z
+    .string()
+    .default('udp,tcp')
+    .transform((v) => v.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean))
+    .pipe(z.array(z.enum(['udp', 'tcp'])).min(1)),
+  /** Address put in SDP answers (c=) and Contact: where SBCs send RTP. Default: the SIP socket's address, or 127.0.0.1 for 0.0.0.0. */
+  SIP_PUBLIC_ADDRESS: z.string().min(1).optional(),
+  /** Source networks allowed to send SIP (comma-separated CIDRs); anything else is dropped and counted. */
+  SIP_ALLOWED_CIDRS: z
+    .string()
+    .default('127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean)),
+  /** Optional digest authentication of INVITEs (both or neither). */
+  SIP_AUTH_USERNAME: z.string().min(1).optional(),
+  SIP_AUTH_PASSWORD: z.string().min(1).optional(),
+  SIP_AUTH_REALM: z.string().min(1).default('callscribe'),
+  /** Plain SIP: header naming the role of a single-stream call (customer | agent). */
+  SIP_ROLE_HEADER: z.string().min(1).default('X-Callscribe-Role'),
+  /** SIPREC: which participant is the customer (the trunk side of an inbound call is the caller). */
+  SIPREC_CUSTOMER: z.enum(['caller', 'callee']).default('caller'),
+  /** SIPREC: participants whose AOR matches this pattern are agents (e.g. ^sip:\d{3,5}@). */
+  SIPREC_AGENT_AOR_PATTERN: z
+    .string()
+    .min(1)
+    .optional()
+    .refine((v) => {
+      if (v === undefined) return true;
+      try {
+        new RegExp(v);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a valid regular expression'),
+  /** UDP ports for RTP (even RTP port, odd RTCP port, per stream). */
+  RTP_PORT_MIN: z.coerce.number().int().min(1024).max(65534).default(40000),
+  RTP_PORT_MAX: z.coerce.number().int().min(1025).max(65535).default(40999),
+  RTP_HOST: z.string().default('0.0.0.0'),
+  /** Jitter buffer reorder window. */
+  RTP_JITTER_MS: intMs(60, 0, 1000),
+  /** No RTP on any stream of a call for this long ends it (generous for hold). */
+  RTP_INACTIVITY_TIMEOUT_MS: intMs(30_000, 1000),
+  /** Bearer token for the HTTP API (/v1/rtp-sessions, /v1/alerts). Unset: the API answers 503. */
+  API_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+
+  // ── QA analytics and alerts (docs/analytics.md) ──
+  /** Rule file (YAML/JSON) loaded into the rules table at start; default: the shipped Chinese starter pack. */
+  RULES_FILE: z.string().min(1).default('rules/zh-starter.yaml'),
+  /** PII in transcripts: redact before storing (default), keep, or store both (originals in utterance_originals). */
+  PII_MODE: z.enum(['redact', 'keep', 'both']).default('redact'),
+  /** Non-talk instances shorter than this are not silences. */
+  SILENCE_THRESHOLD_MS: intMs(3000, 100),
+  /** Overtalk at least this long counts as an interruption (shorter: back-channel). */
+  INTERRUPTION_MIN_OVERLAP_MS: intMs(1000, 0),
+  /** Time zone of agent_daily days. */
+  ANALYTICS_TIME_ZONE: z.string().min(1).default('UTC'),
+  /** Bearer token of the supervisor feed GET /supervisor (default: API_TOKEN). */
+  SUPERVISOR_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  /** Alert webhooks: comma-separated URLs, signed with WEBHOOK_SECRET (HMAC-SHA256). */
+  WEBHOOK_URLS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((u) => u.trim()).filter(Boolean))
+    .pipe(z.array(z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be http(s)'))),
+  WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  /** One webhook POST may take this long. */
+  WEBHOOK_TIMEOUT_MS: intMs(5000, 100, 60_000),
+  /** Attempts per webhook delivery (exponential backoff from WEBHOOK_BACKOFF_MS). */
+  WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
+  WEBHOOK_BACKOFF_MS: intMs(5000, 10),
+  /** Outbox sweep: re-dispatch alert deliveries still pending after ALERT_SWEEP_AFTER_MS. */
+  ALERT_SWEEP_INTERVAL_MS: intMs(15_000, 100),
+  ALERT_SWEEP_AFTER_MS: intMs(30_000, 100),
+}).superRefine((env, ctx) => {
+  if (env.RTP_PORT_MAX <= env.RTP_PORT_MIN) {
+    ctx.addIssue({ code: 'custom', path: ['RTP_PORT_MAX'], message: 'must be greater than RTP_PORT_MIN' });
+  }
+  if ((env.SIP_AUTH_USERNAME === undefined) !== (env.SIP_AUTH_PASSWORD === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['SIP_AUTH_PASSWORD'], message: 'set SIP_AUTH_USERNAME and SIP_AUTH_PASSWORD together' });
+  }
+  if (env.WEBHOOK_URLS.length > 0 && !env.WEBHOOK_SECRET) {
+    ctx.addIssue({ code: 'custom', path: ['WEBHOOK_SECRET'], message: 'required when WEBHOOK_URLS is set' });
+  }
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -11,7 +11,7 @@ import { storedRouting } from '../asr/routing/policy.js';
 import type { AsrStreamRunner, AsrStreamStatusUpdate } from '../asr/session-runner.js';
 import type { G711Codec } from '../codec/g711.js';
 import { errorMessage } from '../core/errors.js';
-import type { CallSource, Role, Utterance } from '../core/types.js';
+import type { CallSource, PcmChunk, Role, Utterance } from '../core/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RoleRouting } from '../queue/jobs.js';
@@ -38,6 +38,8 @@ export interface MediaCallDeps {
   readonly route: (input: Omit<RoutingInput, 'envDefaultModel' | 'envVocabularyId'>) => RoutingDecision;
   readonly keepaliveAfterMs: number;
   readonly now?: () => number;
+  /** Sees the PCM each track hands its recogniser (a test seam: `startService({ audioTap })`). */
+  readonly audioTap?: ((callId: string, role: Role, chunk: PcmChunk) => void) | undefined;
 }
 
 export interface MediaTrack {
@@ -133,6 +135,7 @@ export class MediaCall {
           source,
           keepaliveAfterMs: this.deps.keepaliveAfterMs,
           now: this.now,
+          tap: this.deps.audioTap ? (chunk) => this.deps.audioTap?.(callId, role, chunk) : undefined,
         }),
       );
     }

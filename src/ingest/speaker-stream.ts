@@ -22,6 +22,8 @@ export interface SpeakerStreamOptions {
   readonly source: string;
   readonly keepaliveAfterMs: number;
   readonly now: () => number;
+  /** Sees every PCM chunk handed to the recogniser (tests, recording); absent in production. */
+  readonly tap?: ((chunk: PcmChunk) => void) | undefined;
 }
 
 export class SpeakerStream {
@@ -38,6 +40,7 @@ export class SpeakerStream {
   private reported = { gapFillMs: 0, duplicateFrames: 0, lateFrames: 0 };
   private keepaliveMs = 0;
   private finished = false;
+  private readonly tap: ((chunk: PcmChunk) => void) | undefined;
 
   constructor(options: SpeakerStreamOptions) {
     this.role = options.role;
@@ -47,6 +50,7 @@ export class SpeakerStream {
     this.source = options.source;
     this.keepaliveAfterMs = options.keepaliveAfterMs;
     this.now = options.now;
+    this.tap = options.tap;
     this.timeline = new TrackTimeline({ codec: options.codec });
     this.lastAudioAt = options.now();
   }
@@ -85,7 +89,7 @@ export class SpeakerStream {
     this.finished = true;
     this.syncMetrics();
     const tail = this.timeline.flush();
-    if (tail) this.runner.push(tail);
+    if (tail) this.forward([tail]);
     await this.runner.finish();
   }
 
@@ -132,6 +136,10 @@ export class SpeakerStream {
   }
 
   private forward(chunks: readonly PcmChunk[]): void {
-    for (const chunk of chunks) this.runner.push(chunk);
+    const tap = this.tap;
+    for (const chunk of chunks) {
+      if (tap) tap(chunk);
+      this.runner.push(chunk);
+    }
   }
 }
