@@ -3,7 +3,9 @@
  * An idle client that loses its connection makes pg.Pool emit 'error': we log it instead of
  * letting the process crash, and the pool replaces the client on the next checkout.
  */
-import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase, type NodePgQueryResultHKT } from 'drizzle-orm/node-postgres';
+import type { PgDatabase, PgTransaction } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
@@ -12,6 +14,10 @@ import * as schema from './schema.js';
 
 export type Schema = typeof schema;
 export type Db = NodePgDatabase<Schema>;
+/** A transaction of Db (the `tx` of `db.transaction(async (tx) => …)`). */
+export type Tx = PgTransaction<NodePgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+/** Either: repository functions that take it run inside the caller's transaction when given one. */
+export type DbExecutor = PgDatabase<NodePgQueryResultHKT, Schema>;
 
 export interface Database {
   readonly pool: pg.Pool;

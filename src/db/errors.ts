@@ -94,6 +94,13 @@ export function sqlState(err: unknown): string | undefined {
   return cause !== undefined && cause !== err ? sqlState(cause) : undefined;
 }
 
+/** The constraint named by a (possibly wrapped) driver error, e.g. for a 23505 unique violation. */
+export function dbConstraint(err: unknown): string | undefined {
+  const inner = innermost(err);
+  const constraint: unknown = typeof inner === 'object' && inner !== null ? (inner as { constraint?: unknown }).constraint : undefined;
+  return typeof constraint === 'string' ? constraint : undefined;
+}
+
 /** The innermost error of a wrapped chain (drizzle's DrizzleQueryError → the pg error). */
 function innermost(err: unknown): unknown {
   let e = err;

@@ -16,6 +16,8 @@ function externalId(ids: Readonly<Record<string, string>>, key: string): string 
   return typeof v === 'string' && v.length > 0 ? v : null;
 }
 
+const nonEmpty = (v: string | undefined): string | null => (v !== undefined && v.length > 0 ? v : null);
+
 /**
  * Inserts the call or, when a placeholder (or an earlier copy) exists, sets exactly the
  * fields a start knows. Never touches status, ended_at, end_reason, duration_ms, ingest_stats:
@@ -34,6 +36,9 @@ export async function upsertCallStart(db: Db, job: CallStartJob): Promise<void> 
     roles: { ...job.roles },
     models: { ...job.models },
     routing: { ...job.routing },
+    agentId: nonEmpty(job.agentId),
+    queueId: nonEmpty(job.queueId),
+    metadata: { ...job.metadata },
   };
   await db
     .insert(calls)
