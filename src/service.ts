@@ -4,6 +4,9 @@
  * end-to-end tests all start the service through here, so they exercise the same wiring.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { Redis } from 'ioredis';
@@ -33,8 +36,16 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { UTTERANCES_QUEUE } from './queue/jobs.js';
 import { createProducer, type Producer } from './queue/producer.js';
-import { closeRedis } from './queue/redis.js';
+import { closeRedis, createProducerConnection } from './queue/redis.js';
 import { createPersistWorker, startQueueMetrics } from './workers/persist-utterance.worker.js';
+import { createCallAnalytics, syncRules } from './workers/analytics.js';
+import { createAlertDispatcher } from './alerts/delivery/dispatcher.js';
+import { createEventPublisher } from './alerts/delivery/publisher.js';
+import { ALERTS_BASE_PATH, createAlertsRestHandler } from './alerts/delivery/rest.js';
+import { createSupervisorHub, type SupervisorHub } from './alerts/delivery/supervisor-hub.js';
+import { createWebhookQueue, createWebhookWorker } from './alerts/delivery/webhooks.js';
+import type { DeliveryChannel } from './alerts/store.js';
+import { createAlertStore } from './db/repositories/alerts.js';
 
 export type ServiceMode = 'serve' | 'ingest' | 'worker';
 
@@ -266,7 +277,50 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   }
 
   let closeWorker: (() => Promise<void>) | null = null;
+  const supervisorToken = env.SUPERVISOR_TOKEN ?? env.API_TOKEN;
+  let hub: SupervisorHub | null = null;
   if (runsWorker && db) {
+    const database = db;
+    // rules: the file is loaded into the rules table (new versions only); SQL edits stay
+    await syncRules(database.db, resolveProjectPath(env.RULES_FILE), logger);
+    const store = createAlertStore(database.db);
+    const eventsRedis = createProducerConnection(env.REDIS_URL, { logger });
+    const publisher = createEventPublisher({ redis: eventsRedis, prefix: env.QUEUE_PREFIX, store, metrics, logger });
+    const webhookQueue =
+      env.WEBHOOK_URLS.length > 0
+        ? createWebhookQueue({ connection: eventsRedis, prefix: env.QUEUE_PREFIX, attempts: env.WEBHOOK_ATTEMPTS, backoffMs: env.WEBHOOK_BACKOFF_MS })
+        : null;
+    const webhookWorker =
+      env.WEBHOOK_URLS.length > 0 && env.WEBHOOK_SECRET
+        ? createWebhookWorker({ redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX, store, secret: env.WEBHOOK_SECRET, timeoutMs: env.WEBHOOK_TIMEOUT_MS, metrics, logger })
+        : null;
+    const dispatcher = createAlertDispatcher({ store, publisher, webhookQueue, webhookUrls: env.WEBHOOK_URLS, logger, metrics });
+    const sweeper = dispatcher.startOutboxSweeper(env.ALERT_SWEEP_INTERVAL_MS, { olderThanMs: env.ALERT_SWEEP_AFTER_MS });
+    const deliveryTargets: Array<{ channel: DeliveryChannel; target: string }> = [
+      { channel: 'redis', target: publisher.channels.alerts },
+      ...(supervisorToken ? [{ channel: 'supervisor' as const, target: 'supervisor' }] : []),
+      ...env.WEBHOOK_URLS.map((url) => ({ channel: 'webhook' as const, target: url })),
+    ];
+    const analytics = createCallAnalytics({
+      database,
+      metrics,
+      logger,
+      dispatcher,
+      publisher,
+      options: {
+        piiMode: env.PII_MODE,
+        timeZone: env.ANALYTICS_TIME_ZONE,
+        metricsOptions: { silenceThresholdMs: env.SILENCE_THRESHOLD_MS, interruptionMinOverlapMs: env.INTERRUPTION_MIN_OVERLAP_MS },
+        deliveryTargets,
+      },
+    });
+    if (supervisorToken) {
+      hub = createSupervisorHub({ token: supervisorToken, store, prefix: env.QUEUE_PREFIX, redisUrl: env.REDIS_URL, logger, metrics });
+      upgrades['/supervisor'] = hub.handleUpgrade;
+    }
+    if (env.API_TOKEN) {
+      prefixRoutes[ALERTS_BASE_PATH] = createAlertsRestHandler({ token: env.API_TOKEN, store, publisher, logger });
+    }
     const worker = createPersistWorker({
       redisUrl: env.REDIS_URL,
       prefix: env.QUEUE_PREFIX,
@@ -274,6 +328,8 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       metrics,
       logger,
       concurrency: env.WORKER_CONCURRENCY,
+      piiMode: env.PII_MODE,
+      analytics,
     });
     const queueMetrics = startQueueMetrics({
       redisUrl: env.REDIS_URL,
@@ -285,6 +341,10 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     closeWorker = async () => {
       await queueMetrics.close();
       await worker.close();
+      await sweeper.stop();
+      await webhookWorker?.close();
+      await webhookQueue?.close();
+      await closeRedis(eventsRedis);
     };
   }
 
@@ -326,6 +386,10 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
     cleanups.push({ name: 'rtp-ports', run: () => pool.close() });
   }
   if (closeRoute) cleanups.push({ name: 'twilio-route', run: closeRoute });
+  if (hub) {
+    const h = hub;
+    cleanups.push({ name: 'supervisor-hub', run: () => h.close() });
+  }
   if (producer) {
     const p = producer;
     cleanups.push({ name: 'producer', run: async () => {
@@ -377,6 +441,13 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   };
 
   return { mode, lifecycle, metrics, server, port, registry, producer, sip: sipServer?.ports ?? null, stop };
+}
+
+/** A relative path from the environment: the working directory first, else the project root (rules/ ships there). */
+function resolveProjectPath(p: string): string {
+  if (path.isAbsolute(p) || existsSync(p)) return path.resolve(p);
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  return path.join(root, p);
 }
 
 /** The address SBCs and RTP senders reach us on (SDP c=, Contact, RTP session answers). */

@@ -18,6 +18,9 @@ import type { Database } from '../db/client.js';
 import { isDbConnectivityError, isDbDataError, safeDbErrorMessage, sqlState } from '../db/errors.js';
 import * as callsRepo from '../db/repositories/calls.js';
 import * as utterancesRepo from '../db/repositories/utterances.js';
+import type { UtteranceExtras } from '../db/repositories/utterances.js';
+import type { PiiMode } from '../utterance/pii.js';
+import { prepareUtterance, type CallAnalytics } from './analytics.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
@@ -43,7 +46,7 @@ import {
 /** The writes the worker performs (injectable: tests simulate an outage with a wrapper). */
 export interface PersistRepositories {
   upsertCallStart(job: CallStartJob): Promise<void>;
-  insertUtterance(job: UtteranceJob): Promise<{ inserted: boolean }>;
+  insertUtterance(job: UtteranceJob, extras?: UtteranceExtras): Promise<{ inserted: boolean }>;
   upsertStreamStatus(job: StreamStatusJob): Promise<boolean>;
   markCallEnded(job: CallEndJob): Promise<void>;
 }
@@ -52,7 +55,7 @@ export function postgresRepositories(database: Database): PersistRepositories {
   const { db } = database;
   return {
     upsertCallStart: (job) => callsRepo.upsertCallStart(db, job),
-    insertUtterance: (job) => utterancesRepo.insertUtterance(db, job),
+    insertUtterance: (job, extras) => utterancesRepo.insertUtterance(db, job, extras),
     upsertStreamStatus: (job) => callsRepo.upsertStreamStatus(db, job),
     markCallEnded: (job) => callsRepo.markCallEnded(db, job),
   };
@@ -70,6 +73,10 @@ export type PersistJob = Pick<Job, 'name' | 'data'> & { readonly id?: string | u
 
 export interface PersistProcessorOptions {
   readonly repositories: PersistRepositories;
+  /** PII in stored text (default 'redact'). */
+  readonly piiMode?: PiiMode;
+  /** QA analytics and live alerts around the writes (absent: persistence only). */
+  readonly analytics?: CallAnalytics;
   readonly metrics: Metrics;
   readonly logger?: Logger;
   readonly clock?: Clock;
@@ -110,17 +117,23 @@ export function createPersistProcessor(options: PersistProcessorOptions): (job: 
   const { repositories: repos, metrics } = options;
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? systemClock;
+  const piiMode = options.piiMode ?? 'redact';
+  const analytics = options.analytics;
 
   const run = async (job: PersistJob): Promise<PersistResult> => {
     switch (job.name) {
       case JOB_CALL_START: {
         const data = parse(callStartJobSchema, job, logger);
         await repos.upsertCallStart(data);
+        await analytics?.onCallStart(data);
         return { kind: 'call-start' };
       }
       case JOB_UTTERANCE: {
-        const data = parse(utteranceJobSchema, job, logger);
-        const { inserted } = await repos.insertUtterance(data);
+        const parsed = parse(utteranceJobSchema, job, logger);
+        // PII is redacted before the text is stored anywhere (docs/analytics.md)
+        const { text, extras } = prepareUtterance(parsed.utterance, piiMode);
+        const data: UtteranceJob = { ...parsed, utterance: { ...parsed.utterance, text } };
+        const { inserted } = await repos.insertUtterance(data, extras);
         if (inserted) {
           metrics.utterancesPersisted.inc();
           const enqueuedAt = data.utterance.timing.enqueuedAt;
@@ -128,6 +141,7 @@ export function createPersistProcessor(options: PersistProcessorOptions): (job: 
         } else {
           metrics.utteranceDuplicates.inc();
         }
+        await analytics?.onUtterance(data, text, inserted);
         return { kind: 'utterance', inserted };
       }
       case JOB_STREAM_STATUS: {
@@ -138,6 +152,7 @@ export function createPersistProcessor(options: PersistProcessorOptions): (job: 
       case JOB_CALL_END: {
         const data = parse(callEndJobSchema, job, logger);
         await repos.markCallEnded(data);
+        await analytics?.onCallEnd(data);
         return { kind: 'call-end' };
       }
       default:
@@ -167,6 +182,8 @@ export interface PersistWorkerOptions {
   readonly repositories?: PersistRepositories;
   /** A ready-made worker connection (default: createWorkerConnection(redisUrl)). */
   readonly connection?: Redis;
+  readonly piiMode?: PiiMode;
+  readonly analytics?: CallAnalytics;
 }
 
 export interface PersistWorker {
@@ -185,6 +202,8 @@ export function createPersistWorker(options: PersistWorkerOptions): PersistWorke
     metrics,
     logger,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.piiMode ? { piiMode: options.piiMode } : {}),
+    ...(options.analytics ? { analytics: options.analytics } : {}),
   });
   const worker = new Worker(UTTERANCES_QUEUE, (job: Job) => processor(job), {
     connection,

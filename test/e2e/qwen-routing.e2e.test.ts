@@ -15,7 +15,7 @@ import { loadFixtureCall, type FixtureCall } from '../../src/simulator/fixture-c
 import { playTwilioCall } from '../../src/simulator/twilio-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { deleteKeys, uniquePrefix } from '../support/redis.js';
-import { startTestService, waitForCall, ZH_CALL, type StoredUtterance } from '../support/harness.js';
+import { startTestService, waitForCall, ZH_CALL, type StoredUtterance, storedLineText } from '../support/harness.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROUTING = path.resolve(HERE, '../fixtures/routing');
@@ -35,7 +35,7 @@ const script = JSON.parse(readFileSync(path.join(ZH_CALL, 'script.json'), 'utf8'
 const VALENCE: Record<string, number> = { positive: 1, negative: -1, neutral: 0, happy: 1, angry: -1, sad: -1, disgusted: -1, fearful: -1, surprised: 0 };
 
 function expectLines(utts: StoredUtterance[], modelOf: (u: StoredUtterance, i: number) => string): void {
-  expect(utts.map((u) => `${u.role}:${u.text}`)).toEqual(script.lines.map((l) => `${l.role}:${l.text}`));
+  expect(utts.map((u) => `${u.role}:${u.text}`)).toEqual(script.lines.map((l) => `${l.role}:${storedLineText(l.text)}`));
   utts.forEach((u, i) => {
     const line = script.lines[i]!;
     const model = modelOf(u, i);

@@ -25,10 +25,9 @@ import type { Service } from '../../src/service.js';
 import { readPcapFile } from '../../src/simulator/pcap.js';
 import { readWavAsG711, sendRtp } from '../../src/simulator/rtp-sender.js';
 import { parseRtp } from '../../src/ingest/rtp/packet.js';
-import { redactPii } from '../../src/utterance/pii.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { deleteKeys, uniquePrefix } from '../support/redis.js';
-import { serviceEnv, ZH_CALL } from '../support/harness.js';
+import { serviceEnv, ZH_CALL, storedLineText } from '../support/harness.js';
 import { startService } from '../../src/service.js';
 import { describeSippResult, G711A_PCAP, rtpSendCommand, runSipp, writeRawUlaw } from '../support/sipp.js';
 
@@ -41,7 +40,7 @@ interface ScriptLine {
 }
 const script = JSON.parse(readFileSync(path.join(ZH_CALL, 'script.json'), 'utf8')) as { lines: ScriptLine[] };
 /** What Postgres holds for a line: PII redacted by default. */
-const stored = (l: ScriptLine) => `${l.role}:${redactPii(l.text).text}`;
+const stored = (l: ScriptLine) => `${l.role}:${storedLineText(l.text)}`;
 
 interface CallRow {
   id: string;

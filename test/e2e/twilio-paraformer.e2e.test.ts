@@ -17,7 +17,7 @@ import { loadFixtureCall, type FixtureCall } from '../../src/simulator/fixture-c
 import { playTwilioCall } from '../../src/simulator/twilio-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { deleteKeys, uniquePrefix } from '../support/redis.js';
-import { startTestService, waitForCall, ZH_CALL, type StoredUtterance } from '../support/harness.js';
+import { startTestService, waitForCall, ZH_CALL, type StoredUtterance, storedLineText } from '../support/harness.js';
 
 interface ScriptLine {
   role: 'customer' | 'agent';
@@ -33,7 +33,7 @@ const SPEED = 16;
 
 /** The transcript must equal the script: 12 lines, roles, texts, times ±300 ms, emotion tags. */
 function expectScriptTranscript(utts: StoredUtterance[]): void {
-  expect(utts.map((u) => `${u.role}:${u.text}`)).toEqual(script.lines.map((l) => `${l.role}:${l.text}`));
+  expect(utts.map((u) => `${u.role}:${u.text}`)).toEqual(script.lines.map((l) => `${l.role}:${storedLineText(l.text)}`));
   utts.forEach((u, i) => {
     const line = script.lines[i]!;
     expect(Math.abs(u.start_ms - line.startMs), `line ${i + 1} start`).toBeLessThanOrEqual(300);

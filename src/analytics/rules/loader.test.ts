@@ -150,7 +150,7 @@ describe('loadRulesFile', () => {
     const set = loadRulesFile(STARTER);
     expect(set.source).toBe(STARTER);
     expect(new Set(set.rules.map((r) => r.id)).size).toBe(set.rules.length);
-    expect(new Set(set.rules.map((r) => r.kind))).toEqual(new Set(['keyword', 'absence', 'silence', 'interruption']));
+    expect(new Set(set.rules.map((r) => r.kind))).toEqual(new Set(['keyword', 'absence', 'silence', 'interruption', 'emotion_window']));
   });
 
   it('reports an unreadable file with ERR_CONFIG_RULES', () => {

@@ -16,6 +16,8 @@ import { agentDaily, callMetrics, utterances, type AgentDailyRow, type CallMetri
 /** An AnalyticsUtterance plus when its row was written (for call_metrics.last_utterance_at). */
 export interface StoredAnalyticsUtterance extends AnalyticsUtterance {
   readonly persistedAt: Date;
+  /** When the sentence's final result reached callscribe (alert latency mark). */
+  readonly finalReceivedAt: Date;
 }
 
 function valenceOf(v: number | null): -1 | 0 | 1 | null {
@@ -43,6 +45,7 @@ export async function listAnalyticsUtterances(db: DbExecutor, callId: string): P
       arousal: utterances.arousal,
       model: utterances.model,
       persistedAt: utterances.persistedAt,
+      finalReceivedAt: utterances.finalReceivedAt,
     })
     .from(utterances)
     .where(eq(utterances.callId, callId))
