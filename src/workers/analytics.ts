@@ -21,13 +21,13 @@ import { loadRulesFile, RulesConfigError } from '../analytics/rules/loader.js';
 import { ruleSchema, type Rule } from '../analytics/rules/schema.js';
 import { evaluateLiveKeyword, evaluateRules, selectRules, type RuleHit } from '../analytics/rules/evaluate.js';
 import { SEGMENTER_VERSION, segmentForIndex } from '../analytics/search/segment.js';
-import { SEVERITY_RANK, type AnalyticsUtterance, type Severity } from '../analytics/types.js';
+import { SEVERITY_RANK, type Severity } from '../analytics/types.js';
 import type { AlertDispatcher } from '../alerts/delivery/dispatcher.js';
 import { callEndedEvent, callStartedEvent, utteranceEvent } from '../alerts/delivery/events.js';
 import type { EventPublisher } from '../alerts/delivery/publisher.js';
 import { parseEmotionWindowConfig } from '../alerts/emotion-config.js';
 import { evaluateEmotionRule } from '../alerts/engine.js';
-import type { AlertEvidence, AlertRecord, DeliveryChannel } from '../alerts/store.js';
+import type { AlertRecord, DeliveryChannel } from '../alerts/store.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { errorMessage } from '../core/errors.js';
 import type { Utterance } from '../core/types.js';
@@ -125,19 +125,6 @@ export async function syncRules(db: DbExecutor, path: string, logger: Logger): P
   for (const c of result.conflicts) {
     logger.warn({ code: 'ERR_RULES_CONFLICT', rule: c }, 'a stored rule version differs from the file: bump its version in the file');
   }
-}
-
-function toAnalyticsEvidence(u: AnalyticsUtterance): AlertEvidence {
-  return {
-    role: u.role,
-    seq: u.seq,
-    startMs: u.startMs,
-    endMs: u.endMs,
-    emotionRaw: u.emotionRaw,
-    emotionConfidence: u.emotionConfidence,
-    valence: u.valence,
-    text: u.text,
-  };
 }
 
 export interface CallAnalytics {
