@@ -8,6 +8,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY bin ./bin
 COPY src ./src
 COPY migrations ./migrations
+COPY rules ./rules
 COPY tsconfig.json ./
 USER node
 EXPOSE 8080
