@@ -14,9 +14,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, sleep, waitForHttp } from './support.js';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import WebSocket from 'ws';
@@ -37,19 +38,7 @@ const { values } = parseArgs({
 });
 const CALLS = Number(values.calls);
 const STAGGER_MS = Number(values['stagger-ms']);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function start(args: string[], env: Record<string, string>, nice = false): ChildProcess {
   const [cmd, argv] = nice ? ['nice', ['-n', '10', process.execPath, CLI, ...args]] : [process.execPath, [CLI, ...args]];
@@ -58,18 +47,6 @@ function start(args: string[], env: Record<string, string>, nice = false): Child
   return child;
 }
 
-async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
-    await sleep(200);
-  }
-}
 
 function pct(values: number[], p: number): number {
   if (values.length === 0) return NaN;

@@ -10,9 +10,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, sleep, waitForHttp } from './support.js';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 
@@ -34,19 +34,7 @@ const WINDOW_MS = Number(values['window-s']) * 1000;
 const STAGGER_MS = Number(values['stagger-ms']);
 const RAMP_MS = CALLS * STAGGER_MS + 8000;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 /**
  * Starts a node process. Load generators (simulator, emulator) run under `nice -n 10`: on a
@@ -83,19 +71,6 @@ async function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 20_
   });
 }
 
-async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
-    await sleep(200);
-  }
-}
 
 interface ProcSample { cpuTicks: number; at: number; rssMb: number }
 function sampleProc(pid: number): ProcSample {

@@ -10,8 +10,6 @@ import { countSpokenChars } from '../utterance/char-count.js';
 import {
   METRICS_VERSION,
   computeCallMetrics,
-  toCallMetricsColumns,
-  toCallPeriodRows,
   type CallMetrics,
 } from './metrics.js';
 import type { AnalyticsUtterance } from './types.js';
@@ -218,35 +216,6 @@ describe('computeCallMetrics on zh-billing-complaint (paraformer emotions, durat
     expect(mu.roles.customer.quarters.map((q) => q.startMs)).toEqual([400, 16422, 32444, 48466]);
     expect(mu.roles.customer.quarters[3]!.endMs).toBe(64488);
     expect(mu.roles.customer.quarters.map((q) => q.negShare)).toEqual([0, 0, 1, 0.5]);
-  });
-
-  it('maps to call_metrics columns and call_periods rows', () => {
-    const cols = toCallMetricsColumns(m);
-    expect(cols).toMatchObject({
-      duration_ms: 65688,
-      talk_ms_agent: 34214,
-      talk_ms_customer: 17974,
-      overlap_ms: 700,
-      non_talk_ms: 6000,
-      interruptions_by_agent: 0,
-      longest_monologue_ms_agent: 9578,
-      avg_agent_response_ms: 2025,
-      utt_customer: 6,
-      neg_ratio_customer: 0.5,
-      recovered: false,
-      sentiment_trend_customer: 'FLAT',
-      emotion_counts: { customer: { negative: 3, neutral: 3 }, agent: { neutral: 4, positive: 2 } },
-      metrics_version: METRICS_VERSION,
-    });
-    expect(cols.sentiment_q_customer).toHaveLength(4);
-    const rows = toCallPeriodRows(m);
-    expect(rows).toHaveLength(8);
-    expect(rows.find((r) => r.role === 'customer' && r.idx === 2)).toMatchObject({
-      begin_ms: 32844,
-      end_ms: 49266,
-      neg_ratio: 1,
-      n: 2,
-    });
   });
 });
 

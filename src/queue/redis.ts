@@ -13,6 +13,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
+import { errorMessage } from '../core/errors.js';
 
 export type RedisRole = 'producer' | 'worker' | 'monitor';
 
@@ -126,4 +127,29 @@ export async function closeRedis(client: Redis): Promise<void> {
     }
   }
   client.disconnect();
+}
+
+/**
+ * Logs a BullMQ Worker's 'error' events at most once per `intervalMs` (BullMQ re-emits every
+ * reconnect failure of its blocking connection), with the count of the ones left out.
+ */
+export function logWorkerErrors(
+  worker: { on(event: 'error', listener: (err: Error) => void): unknown },
+  logger: Logger,
+  code: string,
+  message: string,
+  intervalMs = 10_000,
+): void {
+  let lastErrorLog = -Infinity;
+  let suppressed = 0;
+  worker.on('error', (err: Error & { code?: string }) => {
+    const now = Date.now();
+    if (now - lastErrorLog < intervalMs) {
+      suppressed++;
+      return;
+    }
+    logger.warn({ code, redisCode: err.code, err: errorMessage(err), suppressed }, message);
+    lastErrorLog = now;
+    suppressed = 0;
+  });
 }

@@ -34,7 +34,7 @@ import {
   type StreamStatusJob,
   type UtteranceJob,
 } from '../queue/jobs.js';
-import { closeRedis, createMonitorConnection, createWorkerConnection } from '../queue/redis.js';
+import { closeRedis, createMonitorConnection, createWorkerConnection, logWorkerErrors } from '../queue/redis.js';
 import {
   callEndJobSchema,
   callStartJobSchema,
@@ -222,19 +222,7 @@ export function createPersistWorker(options: PersistWorkerOptions): PersistWorke
       );
     }
   });
-  // BullMQ re-emits every reconnect failure of its blocking connection: log at most every 10 s
-  let lastErrorLog = -Infinity;
-  let suppressed = 0;
-  worker.on('error', (err: Error & { code?: string }) => {
-    const now = Date.now();
-    if (now - lastErrorLog < 10_000) {
-      suppressed++;
-      return;
-    }
-    logger.warn({ code: 'ERR_QUEUE_WORKER', redisCode: err.code, err: errorMessage(err), suppressed }, 'queue worker error');
-    lastErrorLog = now;
-    suppressed = 0;
-  });
+  logWorkerErrors(worker, logger, 'ERR_QUEUE_WORKER', 'queue worker error');
 
   let closing: Promise<void> | null = null;
   return {

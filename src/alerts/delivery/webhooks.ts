@@ -21,7 +21,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { errorMessage } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { closeRedis, createWorkerConnection } from '../../queue/redis.js';
+import { closeRedis, createWorkerConnection, logWorkerErrors } from '../../queue/redis.js';
 import type { AlertStore } from '../store.js';
 import { redactUrl } from './events.js';
 
@@ -349,13 +349,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
       logger.error({ code: 'ERR_WEBHOOK_JOB_FAILED', jobId: job.id, attempts: job.attemptsMade, err: errorMessage(err) }, 'webhook job failed');
     }
   });
-  let lastErrorLog = -Infinity;
-  worker.on('error', (err: Error & { code?: string }) => {
-    const now = Date.now();
-    if (now - lastErrorLog < 10_000) return; // BullMQ repeats every reconnect failure
-    lastErrorLog = now;
-    logger.warn({ code: 'ERR_WEBHOOK_WORKER', redisCode: err.code, err: errorMessage(err) }, 'webhook worker error');
-  });
+  logWorkerErrors(worker, logger, 'ERR_WEBHOOK_WORKER', 'webhook worker error');
   let closing: Promise<void> | null = null;
   return {
     worker,
