@@ -8,7 +8,6 @@ import type { Role } from '../core/types.js';
 import { fixtureScriptSchema, type FixtureLine } from '../simulator/fixture-call.js';
 import { countSpokenChars } from '../utterance/char-count.js';
 import {
-  METRICS_VERSION,
   computeCallMetrics,
   type CallMetrics,
 } from './metrics.js';

@@ -46,7 +46,7 @@
  * and counted in `invalidUtterances`.
  */
 import { AppError } from '../core/errors.js';
-import { ROLES, isRole, type Role } from '../core/types.js';
+import { isRole, type Role } from '../core/types.js';
 import { countSpokenChars } from '../utterance/char-count.js';
 import { gapsBetween, intersectSpans, mergeSpans, totalMs } from './intervals.js';
 import { byTimeline, type AnalyticsUtterance, type Span } from './types.js';

@@ -82,6 +82,7 @@ describe('SIP / SIPREC / RTP ingest with SIPp', () => {
         RTP_HOST: '127.0.0.1',
         RTP_PORT_MIN: '31000',
         RTP_PORT_MAX: '31199',
+        RTP_INACTIVITY_TIMEOUT_MS: '4000',
         API_TOKEN,
       }),
       'serve',
@@ -209,6 +210,21 @@ describe('SIP / SIPREC / RTP ingest with SIPp', () => {
     expect(siprecMd.participants).toHaveLength(2);
     expect(siprecMd.streams.map((x) => x.basis)).toEqual(['association', 'association']);
   }, 180_000);
+
+  it('a session whose RTP stops ends by itself with the reason rtp-inactivity (hold-length silence is configurable)', async () => {
+    const res = await fetch(`http://127.0.0.1:${svc.port}/v1/rtp-sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ streams: [{ role: 'agent', codec: 'pcma' }] }),
+    });
+    expect(res.status).toBe(201);
+    const session = (await res.json()) as { callId: string; host: string; port: number };
+    const audio = Buffer.alloc(8000, 0xd5); // 1 s of A-law silence
+    await sendRtp({ host: session.host, port: session.port, audio, codec: 'pcma', ptimeMs: 20 });
+    const { call } = await waitForEndedCall('id::text', session.callId, 20_000);
+    expect(call.end_reason).toBe('rtp-inactivity');
+    expect(call.ingest_stats['agent.rtp.packets']).toBe(50);
+  }, 30_000);
 
   it('a raw RTP session (POST /v1/rtp-sessions) receives audio until DELETE', async () => {
     const base = `http://127.0.0.1:${svc.port}/v1/rtp-sessions`;
