@@ -38,7 +38,7 @@ import { UTTERANCES_QUEUE } from './queue/jobs.js';
 import { createProducer, type Producer } from './queue/producer.js';
 import { closeRedis, createProducerConnection } from './queue/redis.js';
 import { createPersistWorker, startQueueMetrics } from './workers/persist-utterance.worker.js';
-import { createCallAnalytics, syncRules } from './workers/analytics.js';
+import { createCallAnalytics, startRuleSync } from './workers/analytics.js';
 import { createAlertDispatcher } from './alerts/delivery/dispatcher.js';
 import { createEventPublisher } from './alerts/delivery/publisher.js';
 import { ALERTS_BASE_PATH, createAlertsRestHandler } from './alerts/delivery/rest.js';
@@ -282,7 +282,7 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
   if (runsWorker && db) {
     const database = db;
     // rules: the file is loaded into the rules table (new versions only); SQL edits stay
-    await syncRules(database.db, resolveProjectPath(env.RULES_FILE), logger);
+    const stopRuleSync = startRuleSync(database.db, resolveProjectPath(env.RULES_FILE), logger);
     const store = createAlertStore(database.db);
     const eventsRedis = createProducerConnection(env.REDIS_URL, { logger });
     const publisher = createEventPublisher({ redis: eventsRedis, prefix: env.QUEUE_PREFIX, store, metrics, logger });
@@ -339,6 +339,7 @@ export async function startService(env: Env, mode: ServiceMode, options: StartSe
       intervalMs: 5000,
     });
     closeWorker = async () => {
+      stopRuleSync();
       await queueMetrics.close();
       await worker.close();
       await sweeper.stop();

@@ -118,13 +118,36 @@ export function loadRuleDefinitions(path: string): RuleDefinition[] {
   });
 }
 
-export async function syncRules(db: DbExecutor, path: string, logger: Logger): Promise<void> {
-  const defs = loadRuleDefinitions(path);
+export async function syncRules(db: DbExecutor, path: string, logger: Logger, defs = loadRuleDefinitions(path)): Promise<void> {
   const result = await syncRulesFromFile(db, defs);
   logger.info({ file: path, inserted: result.inserted.length, unchanged: result.unchanged.length }, 'rules loaded');
   for (const c of result.conflicts) {
     logger.warn({ code: 'ERR_RULES_CONFLICT', rule: c }, 'a stored rule version differs from the file: bump its version in the file');
   }
+}
+
+/**
+ * Start-up rule sync that never blocks start-up on Postgres: the file is validated at once (a
+ * bad file stops start-up, ERR_CONFIG_RULES), the database write is retried every `retryMs`
+ * until it succeeds (Postgres may be restarting; /readyz says so meanwhile). Returns a stop function.
+ */
+export function startRuleSync(db: DbExecutor, path: string, logger: Logger, retryMs = 5000): () => void {
+  const defs = loadRuleDefinitions(path);
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const attempt = (): void => {
+    syncRules(db, path, logger, defs).catch((err: unknown) => {
+      if (stopped) return;
+      logger.warn({ code: 'ERR_RULES_SYNC', err: errorMessage(err) }, 'rules not loaded into Postgres yet; retrying');
+      timer = setTimeout(attempt, retryMs);
+      timer.unref();
+    });
+  };
+  attempt();
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
 }
 
 export interface CallAnalytics {
@@ -156,7 +179,8 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
       }
       rules.push(parsed.data);
     }
-    cache.set(tenantId, { at: clock.now(), rules });
+    // an empty list is not cached: right after start the file may still be on its way in
+    if (rules.length > 0) cache.set(tenantId, { at: clock.now(), rules });
     return rules;
   };
 
