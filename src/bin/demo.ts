@@ -135,6 +135,7 @@ export async function runDemo(values: Record<string, unknown>): Promise<number> 
       const emo = u.emotion_raw ? `${u.emotion_raw}${u.emotion_confidence != null ? ` ${u.emotion_confidence.toFixed(2)}` : ''}` : '-';
       out(`  ${fmtMs(u.start_ms)}–${fmtMs(u.end_ms)}  ${u.role.padEnd(8)}  [${emo.padEnd(13)}]  ${u.text}   (${u.model})`);
     }
+    await printQa(pool, call.id, out);
     out('');
     return utts.rows.length > 0 ? 0 : 1;
   } finally {
@@ -143,4 +144,39 @@ export async function runDemo(values: Record<string, unknown>): Promise<number> 
     await service.stop();
     await emulator.close();
   }
+}
+
+/** The call's QA results as stored: metrics (call_metrics), alerts, rule hits. */
+async function printQa(pool: pg.Pool, callId: string, out: (line: string) => void): Promise<void> {
+  const m = (
+    await pool.query<{
+      talk_ms_agent: number; talk_ms_customer: number; non_talk_ms: number; longest_silence_ms: number;
+      overtalks_by_agent: number; interruptions_by_agent: number; cpm_agent: number | null; cpm_customer: number | null;
+      neg_ratio_customer: number | null; sentiment_trend_customer: string | null;
+    }>('select * from call_metrics where call_id = $1', [callId])
+  ).rows[0];
+  if (m) {
+    out('\n  QA metrics (call_metrics):');
+    out(`    talk: agent ${(m.talk_ms_agent / 1000).toFixed(1)} s, customer ${(m.talk_ms_customer / 1000).toFixed(1)} s; ` +
+      `non-talk ${(m.non_talk_ms / 1000).toFixed(1)} s (longest silence ${(m.longest_silence_ms / 1000).toFixed(1)} s)`);
+    out(`    overtalk by the agent: ${m.overtalks_by_agent} (interruptions: ${m.interruptions_by_agent}); ` +
+      `speech rate: agent ${m.cpm_agent?.toFixed(0) ?? '-'} / customer ${m.cpm_customer?.toFixed(0) ?? '-'} characters per minute`);
+    out(`    customer: negative share ${m.neg_ratio_customer?.toFixed(2) ?? '-'}, trend ${m.sentiment_trend_customer ?? '-'}`);
+  }
+  const alerts = await pool.query<{ severity: string; status: string; rule_id: string; reason: string; suppressed_reason: string | null; trigger_end_ms: number; latency_ms: number | null }>(
+    `select severity, status, rule_id, reason, suppressed_reason, trigger_end_ms,
+            extract(epoch from first_delivered_at - final_received_at) * 1000 as latency_ms
+       from alerts where call_id = $1 order by trigger_end_ms`,
+    [callId],
+  );
+  out(`  alerts (${alerts.rows.length}):`);
+  for (const a of alerts.rows) {
+    const latency = a.latency_ms !== null ? `, delivered ${Math.round(Number(a.latency_ms))} ms after the final` : '';
+    out(`    ${fmtMs(a.trigger_end_ms)}  ${a.severity.padEnd(8)} ${a.status}${a.suppressed_reason ? ` (${a.suppressed_reason})` : ''}  ${a.rule_id} — ${a.reason}${latency}`);
+  }
+  const hits = await pool.query<{ rule_id: string; n: number }>(
+    'select rule_id, count(*)::int as n from rule_hits where call_id = $1 group by rule_id order by rule_id',
+    [callId],
+  );
+  out(`  rule hits: ${hits.rows.map((h) => `${h.rule_id}${h.n > 1 ? ` ×${h.n}` : ''}`).join(', ') || 'none'}`);
 }
