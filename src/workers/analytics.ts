@@ -37,7 +37,7 @@ import { insertAlerts, type NewAlert } from '../db/repositories/alerts.js';
 import { alerts } from '../db/schema.js';
 import { and, eq, ne } from 'drizzle-orm';
 import { getCall } from '../db/repositories/calls.js';
-import { insertLiveRuleHits, listEnabledRules, replacePostcallRuleHits, syncRulesFromFile, toRuleFileEntry, type RuleDefinition } from '../db/repositories/rules.js';
+import { insertLiveRuleHits, listEnabledRules, listRuleHits, replacePostcallRuleHits, syncRulesFromFile, toRuleFileEntry, type RuleDefinition } from '../db/repositories/rules.js';
 import type { UtteranceExtras } from '../db/repositories/utterances.js';
 import { countSpokenChars } from '../utterance/char-count.js';
 import { redactPii, type PiiMode } from '../utterance/pii.js';
@@ -261,7 +261,10 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
       const utts = await listAnalyticsUtterances(tx, callId);
       const durationMs = call.durationMs ?? Math.max(0, ...utts.map((u) => u.endMs));
       const m = computeCallMetrics(utts, options.metricsOptions, { durationMs });
-      const rules = selectRules(await rulesFor(call.tenantId), { tenant: call.tenantId, phase: 'postcall' });
+      // keyword rules scoped `both` already recorded their hits live, sentence by sentence
+      const rules = selectRules(await rulesFor(call.tenantId), { tenant: call.tenantId, phase: 'postcall' }).filter(
+        (r) => !(r.kind === 'keyword' && r.scope === 'both'),
+      );
       const hits: RuleHit[] = evaluateRules(rules, {
         utterances: utts,
         durationMs,
@@ -269,6 +272,7 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
         overtalks: m.overtalks,
       });
       await replacePostcallRuleHits(tx, callId, call.startedAt, hits);
+      const allHits = await listRuleHits(tx, callId);
       const raised = await tx
         .select({ severity: alerts.severity })
         .from(alerts)
@@ -278,8 +282,8 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
         tx,
         buildCallMetricsRow(call, m, utteranceWatermark(utts), {
           customerValences: utts.filter((u) => u.role === 'customer').map((u) => u.valence),
-          ruleHitCount: hits.length,
-          categoryIds: [...new Set(hits.map((h) => h.ruleId))].sort(),
+          ruleHitCount: allHits.length,
+          categoryIds: [...new Set(allHits.map((h) => h.ruleId))].sort(),
           alertCount: raised.length,
           maxAlertSeverity: worst,
         }),
