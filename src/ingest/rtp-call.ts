@@ -115,6 +115,14 @@ export class RtpCall implements LiveCall {
     );
   }
 
+  /** The sender of a leg moved (re-INVITE after a transfer): latch to the next valid source. */
+  relatch(track: string): void {
+    const leg = this.legs.find((l) => l.leg.track === track);
+    if (!leg) return;
+    leg.receiver.stream.relatch();
+    this.log.info({ track }, 'rtp leg re-latching after a media change');
+  }
+
   /** Ports the legs listen on, in leg order. */
   get ports(): number[] {
     return this.options.legs.map((l) => l.lease.port);

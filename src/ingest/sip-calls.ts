@@ -37,7 +37,15 @@ interface LiveDialog {
   readonly call: RtpCall;
   /** m-line index → our port. */
   readonly ports: ReadonlyMap<number, number>;
+  /** m-line index → track. */
+  readonly tracks: ReadonlyMap<number, string>;
+  /** m-line index → the peer's media address:port from the latest offer. */
+  readonly remotes: Map<number, string>;
 }
+
+const remoteOf = (m: OfferedMedia): string => `${m.remoteAddress ?? ''}:${m.remotePort}`;
+/** c=0.0.0.0 or port 0: hold or a disabled line, not a move. */
+const isHoldAddress = (m: OfferedMedia): boolean => m.remoteAddress === '0.0.0.0' || m.remoteAddress === '::' || m.remotePort === 0;
 
 const ORDER: readonly Role[] = ['customer', 'agent'];
 
@@ -148,7 +156,12 @@ export function createSipCallHandler(options: SipCallsOptions): SipCalls {
         onSelfEnd: (reason) => self.hangup?.(offer.dialogId, reason),
       },
     );
-    dialogs.set(offer.dialogId, { call, ports: new Map(usable.map((m, i) => [m.index, legs[i]?.lease.port ?? 0])) });
+    dialogs.set(offer.dialogId, {
+      call,
+      ports: new Map(usable.map((m, i) => [m.index, legs[i]?.lease.port ?? 0])),
+      tracks: new Map(usable.map((m, i) => [m.index, legs[i]?.track ?? ''])),
+      remotes: new Map(usable.map((m) => [m.index, remoteOf(m)])),
+    });
     void call.done.finally(() => dialogs.delete(offer.dialogId));
     options.registry.add(call);
     call.begin();
@@ -159,7 +172,17 @@ export function createSipCallHandler(options: SipCallsOptions): SipCalls {
   const onReoffer = (dialogId: string, offer: InviteOffer): Promise<OfferDecision> => {
     const dialog = dialogs.get(dialogId);
     if (!dialog) return Promise.resolve(reject(481, 'Call/Transaction Does Not Exist', 'ERR_SIP_UNKNOWN_DIALOG'));
-    // hold, resume, session refresh, metadata update: same ports; new m-lines are declined
+    // hold, resume, session refresh, metadata update: same ports; new m-lines are declined.
+    // A sender that moved (new address:port, e.g. after a transfer) is re-latched.
+    for (const m of offer.media) {
+      const track = dialog.tracks.get(m.index);
+      if (track === undefined || isHoldAddress(m)) continue;
+      const now = remoteOf(m);
+      if (dialog.remotes.get(m.index) !== now) {
+        dialog.remotes.set(m.index, now);
+        dialog.call.relatch(track);
+      }
+    }
     const media = offer.media.map((m) => ({ index: m.index, port: dialog.ports.get(m.index) ?? 0 }));
     return Promise.resolve({ accept: { media, address: options.mediaAddress } });
   };

@@ -233,6 +233,27 @@ describe('RtpStream robustness', () => {
     expect(s.source).toEqual(SRC);
   });
 
+  it('relatch(): after a re-INVITE moves the sender, the new source latches and the old one is foreign', () => {
+    const s = new RtpStream();
+    const before = run(s, series(10, 1, 0, 0));
+    expect(times(before)).toEqual(Array.from({ length: 10 }, (_, i) => i * 20));
+    // without relatch the moved sender is foreign
+    expect(audio(run(s, [[rtp({ seq: 500, ts: 90_000, ssrc: 0x9999 }), 300, OTHER]]))).toEqual([]);
+    s.relatch();
+    const moved = series(10, 700, 50_000, 400, 160, { ssrc: 0x9999 }).map(([b, t]) => [b, t, OTHER] as [Buffer, number, typeof OTHER]);
+    const after = audio(run(s, [...moved, [rtp({ seq: 11, ts: 1600 }), 700, SRC]]));
+    expect(after).toHaveLength(10);
+    expect(after.every((e) => e.ssrc === 0x9999)).toBe(true);
+    // the timeline continues after the audio already emitted
+    expect(after[0]!.timelineMs).toBeGreaterThanOrEqual(200);
+    expect(s.source).toEqual(OTHER);
+    expect(s.stats()).toMatchObject({ ssrcChanges: 1, foreignSource: 2 });
+    // a pinned remote is never relatched
+    const pinned = new RtpStream({ remote: SRC });
+    pinned.relatch();
+    expect(pinned.source).toEqual(SRC);
+  });
+
   it('maps every drop to a stable reason code', () => {
     const s = new RtpStream();
     const items = series(4, 1, 0, 0);

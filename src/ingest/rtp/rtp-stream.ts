@@ -177,6 +177,7 @@ export class RtpStream {
   readonly #ssrcHoldoffMs: number;
   readonly #maxJumpMs: number;
   #srcAddress: string | null = null;
+  #pinned = false;
   #srcPort = 0;
   #ssrc: number | null = null;
   #prevSsrc: number | null = null;
@@ -223,6 +224,7 @@ export class RtpStream {
     if (opts.remote !== undefined) {
       this.#srcAddress = opts.remote.address;
       this.#srcPort = opts.remote.port;
+      this.#pinned = true;
     }
     this.#dropped = {
       ERR_RTP_TRUNCATED: 0,
@@ -232,6 +234,15 @@ export class RtpStream {
       ERR_RTP_BAD_CSRC: 0,
       ERR_RTP_EMPTY: 0,
     };
+  }
+
+  /**
+   * Forgets the latched source (a re-INVITE moved the sender, e.g. after a transfer): the next
+   * valid packet latches again. The timeline and the SSRC state stay; a new SSRC from the new
+   * source goes through the usual SSRC change. No effect on a pinned `remote`.
+   */
+  relatch(): void {
+    if (!this.#pinned) this.#srcAddress = null;
   }
 
   /** The latched (or pinned) source, null before the first valid packet. */
@@ -291,7 +302,8 @@ export class RtpStream {
         this.#srcAddress = from.address;
         this.#srcPort = from.port;
       }
-      this.#ssrc = p.ssrc;
+      // after relatch() the SSRC is kept: a new one switches below (state reset, timeline kept)
+      this.#ssrc ??= p.ssrc;
     }
     this.#out = null;
     if (p.ssrc !== this.#ssrc) {
