@@ -83,6 +83,8 @@ export type TransitionOutcome =
 export interface AlertStore {
   /** Open and acknowledged alerts, newest first (the supervisor's wall). */
   listOpenAlerts(options?: { readonly tenantId?: string; readonly limit?: number }): Promise<AlertRecord[]>;
+  /** Alerts in one status (any status), newest first. */
+  listAlertsByStatus(status: AlertStatus, options?: { readonly tenantId?: string; readonly limit?: number }): Promise<AlertRecord[]>;
   getAlert(alertId: string): Promise<AlertRecord | undefined>;
   listDeliveries(alertId: string): Promise<AlertDelivery[]>;
   /**

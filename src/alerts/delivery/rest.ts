@@ -111,13 +111,9 @@ export function createAlertsRestHandler(options: AlertsRestOptions): AlertsRestH
       const q = listQuerySchema.safeParse(Object.fromEntries(url.searchParams));
       if (!q.success) throw new HttpError(400, 'ERR_HTTP_VALIDATION', 'query is invalid', { issues: zodIssues(q.error) });
       const { status, limit, tenantId } = q.data;
-      if (status === 'resolved' || status === 'suppressed') {
-        throw new HttpError(400, 'ERR_ALERTS_STATUS_UNSUPPORTED', 'only open and acknowledged alerts can be listed', {
-          details: { supported: ['open', 'acknowledged'] },
-        });
-      }
-      const alerts = await store.listOpenAlerts({ limit, ...(tenantId !== undefined ? { tenantId } : {}) });
-      sendJson(res, 200, { alerts: alerts.filter((a) => status === undefined || a.status === status).map(alertToJson) });
+      const scope = { limit, ...(tenantId !== undefined ? { tenantId } : {}) };
+      const alerts = status === undefined ? await store.listOpenAlerts(scope) : await store.listAlertsByStatus(status, scope);
+      sendJson(res, 200, { alerts: alerts.map(alertToJson) });
       return;
     }
 

@@ -10,6 +10,7 @@ import type {
   AlertDelivery,
   AlertFeedback,
   AlertRecord,
+  AlertStatus,
   AlertStore,
   DeliveryChannel,
   DeliveryResult,
@@ -126,6 +127,16 @@ export class MemoryAlertStore implements AlertStore {
     return this.run('listOpenAlerts', () =>
       [...this.alerts.values()]
         .filter((a) => a.status === 'open' || a.status === 'acknowledged')
+        .filter((a) => options.tenantId === undefined || a.tenantId === options.tenantId)
+        .sort((a, b) => b.committedAt.getTime() - a.committedAt.getTime())
+        .slice(0, options.limit ?? 100),
+    );
+  }
+
+  listAlertsByStatus(status: AlertStatus, options: { readonly tenantId?: string; readonly limit?: number } = {}): Promise<AlertRecord[]> {
+    return this.run('listAlertsByStatus', () =>
+      [...this.alerts.values()]
+        .filter((a) => a.status === status)
         .filter((a) => options.tenantId === undefined || a.tenantId === options.tenantId)
         .sort((a, b) => b.committedAt.getTime() - a.committedAt.getTime())
         .slice(0, options.limit ?? 100),

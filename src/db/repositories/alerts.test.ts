@@ -316,5 +316,9 @@ describe('AlertStore', () => {
     expect(open.map((a) => a.alertId)).toEqual([z!.alertId, y!.alertId]);
     expect(await store.listOpenAlerts({ tenantId: tenant, limit: 1 })).toHaveLength(1);
     expect(await store.listOpenAlerts({ tenantId: 'nobody' })).toEqual([]);
+    expect((await store.listAlertsByStatus('resolved', { tenantId: tenant })).map((a) => a.alertId)).toEqual([x!.alertId]);
+    expect((await store.listAlertsByStatus('acknowledged', { tenantId: tenant })).map((a) => a.alertId)).toEqual([y!.alertId]);
+    const cut = await store.listAlertsByStatus('suppressed', { tenantId: tenant });
+    expect(cut.map((a) => a.suppressedReason)).toEqual(['cap']);
   });
 });

@@ -231,6 +231,18 @@ export function createAlertStore(db: DbExecutor): AlertStore {
       return rows.map(toAlertRecord);
     },
 
+    async listAlertsByStatus(status, options = {}) {
+      const limit = Math.min(Math.max(Math.trunc(options.limit ?? 100), 1), MAX_LIST);
+      const where = eq(alerts.status, status);
+      const rows = await db
+        .select()
+        .from(alerts)
+        .where(options.tenantId === undefined ? where : and(where, eq(alerts.tenantId, options.tenantId)))
+        .orderBy(desc(alerts.committedAt), desc(alerts.alertId))
+        .limit(limit);
+      return rows.map(toAlertRecord);
+    },
+
     async getAlert(alertId) {
       const row = await load(alertId);
       return row === undefined ? undefined : toAlertRecord(row);
