@@ -27,12 +27,16 @@ const { values } = parseArgs({
     'window-s': { type: 'string', default: '60' },
     'stagger-ms': { type: 'string', default: '100' },
     'skip-floor': { type: 'boolean', default: false },
+    /** twilio: the call simulator over GET /twilio; rtp: two-stream RTP sessions (POST /v1/rtp-sessions). */
+    source: { type: 'string', default: 'twilio' },
   },
 });
 const CALLS = Number(values.calls);
 const WINDOW_MS = Number(values['window-s']) * 1000;
 const STAGGER_MS = Number(values['stagger-ms']);
 const RAMP_MS = CALLS * STAGGER_MS + 8000;
+const SOURCE = values.source === 'rtp' ? 'rtp' : 'twilio';
+const API_TOKEN = 'bench-api-token-0123456789';
 
 
 
@@ -148,6 +152,11 @@ function simulate(url: string): ChildProcess {
   return start('simulator', [CLI, 'simulate', '--call', FIXTURE, '--url', url, '--calls', String(CALLS), '--speed', '1', '--stagger-ms', String(STAGGER_MS)], {}, true);
 }
 
+function rtpLoad(baseUrl: string): ChildProcess {
+  const args = ['--import', 'tsx', path.join(ROOT, 'bench/rtp-load.ts'), '--url', baseUrl, '--token', API_TOKEN, '--fixture', FIXTURE];
+  return start('rtp-load', [...args, '--calls', String(CALLS), '--stagger-ms', String(STAGGER_MS)], {}, true);
+}
+
 async function stop(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
@@ -171,13 +180,17 @@ async function benchService(): Promise<Record<string, string>> {
     DASHSCOPE_INFERENCE_URL: `ws://127.0.0.1:${emuPort}/api-ws/v1/inference`,
     QUEUE_PREFIX: prefix,
     MAX_CALLS: String(CALLS + 10),
+    API_TOKEN,
+    RTP_HOST: '127.0.0.1',
+    RTP_PORT_MIN: '42000',
+    RTP_PORT_MAX: String(42000 + 4 * (CALLS + 10)),
     ...(process.env['SERVICE_NODE_OPTIONS'] ? { NODE_OPTIONS: process.env['SERVICE_NODE_OPTIONS'] } : {}),
   });
   let sim: ChildProcess | undefined;
   try {
     await waitForHttp(`http://127.0.0.1:${svcPort}/healthz`);
     const metricsUrl = `http://127.0.0.1:${svcPort}/metrics`;
-    sim = simulate(`ws://127.0.0.1:${svcPort}/twilio`);
+    sim = SOURCE === 'rtp' ? rtpLoad(`http://127.0.0.1:${svcPort}`) : simulate(`ws://127.0.0.1:${svcPort}/twilio`);
     process.stdout.write(`  ramping up ${CALLS} calls (${(RAMP_MS / 1000).toFixed(0)} s) …\n`);
     await sleep(RAMP_MS);
     const m0 = await scrape(metricsUrl);
@@ -253,12 +266,12 @@ async function benchFloor(): Promise<Record<string, string>> {
 }
 
 async function main(): Promise<void> {
-  process.stdout.write(`ingest benchmark: ${CALLS} two-track calls (en-auto-repairs, real time), ${WINDOW_MS / 1000} s window\n`);
+  process.stdout.write(`ingest benchmark: ${CALLS} two-track calls (en-auto-repairs, real time, ${SOURCE === 'rtp' ? 'RTP sessions' : 'Twilio Media Streams'}), ${WINDOW_MS / 1000} s window\n`);
   process.stdout.write('(simulator and emulator run on the same machine under nice -n 10)\n');
   process.stdout.write('\n[callscribe ingest → DashScope emulator]\n');
   const svc = await benchService();
   for (const [k, v] of Object.entries(svc)) process.stdout.write(`  ${k.padEnd(30)} ${v}\n`);
-  if (!values['skip-floor']) {
+  if (!values['skip-floor'] && SOURCE === 'twilio') {
     process.stdout.write('\n[floor: bare ws receiver, same traffic]\n');
     const floor = await benchFloor();
     for (const [k, v] of Object.entries(floor)) process.stdout.write(`  ${k.padEnd(30)} ${v}\n`);

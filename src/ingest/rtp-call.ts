@@ -63,6 +63,8 @@ export class RtpCall implements LiveCall {
   private ending: Promise<void> | null = null;
   private dtmf = 0;
   private ticks = 0;
+  /** Audio frames since the last tick (→ callscribe_ingest_frames_total on the tick, not per packet). */
+  private framesSinceTick = 0;
 
   constructor(
     private readonly deps: RtpCallDeps,
@@ -133,6 +135,7 @@ export class RtpCall implements LiveCall {
     switch (event.kind) {
       case 'audio': {
         state.offsetMs ??= Math.max(0, event.arrivalMs - this.options.start.startedAt);
+        this.framesSinceTick++;
         this.media.stream(state.leg.track)?.pushFrame(state.offsetMs + event.timelineMs, event.payload, event.codec, event.arrivalMs);
         return;
       }
@@ -150,6 +153,7 @@ export class RtpCall implements LiveCall {
   tick(now: number): void {
     if (this.stateValue !== 'live') return;
     const sync = ++this.ticks % 8 === 0;
+    this.flushFrameCount();
     this.media.tick(now, sync);
     if (sync) this.syncMetrics();
     let last = this.createdAt;
@@ -177,6 +181,7 @@ export class RtpCall implements LiveCall {
     try {
       // closing a receiver flushes its held frames into the speaker streams before they finish
       await Promise.all(this.legs.map((l) => l.receiver.close()));
+      this.flushFrameCount();
       this.syncMetrics();
       await this.media.finish(reason, this.stats());
     } finally {
@@ -205,6 +210,12 @@ export class RtpCall implements LiveCall {
   /** Per-leg RTP counters (tests, the session API). */
   legStats(): Array<{ track: string; role: Role; port: number; stats: RtpStreamStats }> {
     return this.legs.map((l) => ({ track: l.leg.track, role: l.leg.role, port: l.leg.lease.port, stats: l.receiver.stats() }));
+  }
+
+  private flushFrameCount(): void {
+    if (this.framesSinceTick === 0) return;
+    this.deps.metrics.framesIn.inc({ source: this.options.start.source }, this.framesSinceTick);
+    this.framesSinceTick = 0;
   }
 
   /** RTP drops and losses → Prometheus as deltas (on the tick, never per packet). */
