@@ -15,6 +15,7 @@ import type { Logger } from '../observability/logger.js';
 import type { LiveCall } from './call-registry.js';
 import { MediaCall, type MediaCallDeps, type MediaCallStart } from './media-call.js';
 import { RtpReceiver } from './rtp/rtp-receiver.js';
+import type { SpeakerStream } from './speaker-stream.js';
 import { rtpDropReasons, type RtpPayloadKind, type RtpStreamEvent, type RtpStreamStats } from './rtp/rtp-stream.js';
 import type { UdpPortLease } from './rtp/udp-port-pool.js';
 
@@ -44,6 +45,8 @@ export interface RtpCallOptions {
 
 interface LegState {
   readonly leg: RtpLeg;
+  /** The leg's speaker stream, looked up once (the per-packet path does no map lookups). */
+  readonly speaker: SpeakerStream | undefined;
   readonly receiver: RtpReceiver;
   offsetMs: number | null;
   reported: Record<string, number>;
@@ -97,6 +100,7 @@ export class RtpCall implements LiveCall {
     for (const leg of this.options.legs) {
       const state: LegState = {
         leg,
+        speaker: this.media.stream(leg.track),
         offsetMs: null,
         reported: {},
         lostReported: 0,
@@ -136,7 +140,7 @@ export class RtpCall implements LiveCall {
       case 'audio': {
         state.offsetMs ??= Math.max(0, event.arrivalMs - this.options.start.startedAt);
         this.framesSinceTick++;
-        this.media.stream(state.leg.track)?.pushFrame(state.offsetMs + event.timelineMs, event.payload, event.codec, event.arrivalMs);
+        state.speaker?.pushFrame(state.offsetMs + event.timelineMs, event.payload, event.codec, event.arrivalMs);
         return;
       }
       case 'dtmf':

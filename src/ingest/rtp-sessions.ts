@@ -75,11 +75,10 @@ export function createRtpSessions(options: RtpSessionsOptions): RtpSessions {
     const body = parseBody(createSchema, await readJsonBody(req));
     if (!options.accepting()) throw new HttpError(503, 'ERR_HTTP_DRAINING', 'server is draining');
     if (!options.registry.hasCapacity()) throw new HttpError(503, 'ERR_INGEST_CAPACITY', 'call capacity reached');
-    const leases: UdpPortLease[] = [];
+    let leases: UdpPortLease[];
     try {
-      for (let i = 0; i < body.streams.length; i++) leases.push(await options.pool.lease());
+      leases = await options.pool.leaseMany(body.streams.length);
     } catch (err) {
-      await Promise.all(leases.map((l) => l.release()));
       logger.error({ code: 'ERR_RTP_PORTS_EXHAUSTED', err: errorMessage(err) }, 'no RTP port for a session');
       throw new HttpError(503, 'ERR_RTP_PORTS_EXHAUSTED', 'no free RTP port');
     }

@@ -104,11 +104,10 @@ export function createSipCallHandler(options: SipCallsOptions): SipCalls {
     const usable = offer.media.filter((m) => m.media === 'audio' && m.codec !== null && m.remotePort > 0).slice(0, 2);
     if (usable.length === 0) return reject(488, 'Not Acceptable Here', 'ERR_SIP_NO_G711');
     const roles = assignRoles(offer, usable, options.roleHeader);
-    const leases: UdpPortLease[] = [];
+    let leases: UdpPortLease[];
     try {
-      for (let i = 0; i < usable.length; i++) leases.push(await options.pool.lease());
+      leases = await options.pool.leaseMany(usable.length);
     } catch (err) {
-      await Promise.all(leases.map((l) => l.release()));
       logger.error({ code: 'ERR_RTP_PORTS_EXHAUSTED', err: errorMessage(err) }, 'no RTP port for a SIP call');
       return reject(503, 'Service Unavailable', 'ERR_RTP_PORTS_EXHAUSTED');
     }

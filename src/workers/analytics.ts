@@ -191,13 +191,15 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
     });
   };
 
-  const live = async (job: UtteranceJob): Promise<AlertRecord[]> => {
+  /** Live rules for the new sentence; also says whether the call had already ended (read under the lock). */
+  const live = async (job: UtteranceJob): Promise<{ alerts: AlertRecord[]; callEnded: boolean }> => {
     const { callId } = job;
     return withCallLock(db, callId, async (tx) => {
       const call = await getCall(tx, callId);
-      if (!call) return [];
+      if (!call) return { alerts: [], callEnded: false };
+      const callEnded = call.status !== 'active';
       const rules = selectRules(await rulesFor(call.tenantId), { tenant: call.tenantId, phase: 'realtime' });
-      if (rules.length === 0) return [];
+      if (rules.length === 0) return { alerts: [], callEnded };
       const utts = await listAnalyticsUtterances(tx, callId);
       const byKey = new Map(utts.map((u) => [`${u.role}:${u.seq}`, u]));
       const newAlerts: NewAlert[] = [];
@@ -242,7 +244,7 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
           });
         }
       }
-      if (newAlerts.length === 0) return [];
+      if (newAlerts.length === 0) return { alerts: [], callEnded };
       const inserted = await insertAlerts(
         tx,
         { callId, callStartedAt: call.startedAt, tenantId: call.tenantId, agentId: call.agentId, queueId: call.queueId },
@@ -250,7 +252,7 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
         options.deliveryTargets,
       );
       for (const a of inserted) metrics.alertsRaised.inc({ severity: a.severity, status: a.status });
-      return inserted;
+      return { alerts: inserted, callEnded };
     });
   };
 
@@ -327,8 +329,9 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
         );
       }
       let alerts: AlertRecord[];
+      let callEnded: boolean;
       try {
-        alerts = await live(job);
+        ({ alerts, callEnded } = await live(job));
         metrics.analyticsRuns.inc({ kind: 'live', outcome: 'ok' });
       } catch (err) {
         metrics.analyticsRuns.inc({ kind: 'live', outcome: 'error' });
@@ -343,8 +346,7 @@ export function createCallAnalytics(deps: AnalyticsDeps): CallAnalytics {
         if (deps.dispatcher) await deps.dispatcher.dispatch(open);
       }
       // a sentence that lands after the call ended refreshes the post-call analytics
-      const call = await getCall(db, job.callId);
-      if (call && call.status !== 'active') await postcall(job.callId);
+      if (callEnded) await postcall(job.callId);
     },
 
     async onCallEnd(job) {

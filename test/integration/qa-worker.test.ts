@@ -70,7 +70,7 @@ function utt(callId: string, role: Role, seq: number, startMs: number, text: str
   };
 }
 
-async function playCall(run: ReturnType<typeof processor>, lines: Array<[Role, string, 'negative' | 'neutral']>, gapMs = 5000) {
+async function playCall(run: ReturnType<typeof processor>, lines: Array<[Role, string, 'negative' | 'neutral']>, gapMs = 5000, tenantId = 'default') {
   const callId = randomUUID();
   await run({
     name: JOB_CALL_START,
@@ -78,7 +78,7 @@ async function playCall(run: ReturnType<typeof processor>, lines: Array<[Role, s
       callId,
       source: 'twilio',
       startedAt: T0,
-      tenantId: 'default',
+      tenantId,
       externalIds: {},
       customParameters: {},
       roles: { inbound: 'customer', outbound: 'agent' },
@@ -136,27 +136,36 @@ describe('worker QA analytics (synthetic calls, real Postgres)', () => {
     expect(daily.rows[0]?.calls).toBeGreaterThanOrEqual(1);
   });
 
-  it('repeated negative lines: at most 3 alerts per call and rule, the rest suppressed by cooldown or cap', async () => {
+  it('repeated negative lines: the cooldown, dedupe and cap hold; everything cut is stored as suppressed', async () => {
     const run = processor();
-    const before = dispatched.length;
     const lines: Array<[Role, string, 'negative' | 'neutral']> = [];
     for (let i = 0; i < 40; i++) lines.push(['customer', '你们这个服务太差了，我很不满意！', 'negative']);
+    const count = (rows: Awaited<ReturnType<typeof alertsOf>>, reason: string) => rows.filter((r) => r.suppressed_reason === reason).length;
+
+    // default rule (cap 3): a warning on the 3rd line (streak), critical once it persists 60 s;
+    // repeats inside 120 s are cooldown, later ones hit the open alert of that severity (dedupe)
+    const before = dispatched.length;
     const { callId } = await playCall(run, lines, 12_000); // 8 minutes of complaints
     const rows = await alertsOf(callId);
     const open = rows.filter((r) => r.status === 'open');
-    expect(open.length).toBeGreaterThanOrEqual(1);
-    expect(open.length).toBeLessThanOrEqual(3);
-    const suppressed = rows.filter((r) => r.status === 'suppressed');
-    expect(suppressed.length).toBeGreaterThan(0);
-    const reasons = new Set(suppressed.map((r) => r.suppressed_reason));
-    expect(reasons.has('cooldown')).toBe(true);
-    for (const r of reasons) expect(['cooldown', 'cap', 'dedupe']).toContain(r);
-    // one open alert per severity at most while the episode lasts (dedupe key call:rule:severity)
-    expect(new Set(open.map((r) => r.severity)).size).toBe(open.length);
-    // only open alerts were dispatched
-    expect(dispatched.length - before).toBe(open.length);
+    expect(open.map((r) => `${r.severity}/${r.reason}`)).toEqual(['warning/streak', 'critical/persistence']);
+    expect(rows).toHaveLength(38);
+    expect([count(rows, 'cooldown'), count(rows, 'dedupe'), count(rows, 'cap')]).toEqual([13, 23, 0]);
+    expect(dispatched.length - before).toBe(2); // only open alerts are dispatched
     const m = (await database.pool.query('select alert_count, max_alert_severity from call_metrics where call_id = $1', [callId])).rows[0];
-    expect(m.alert_count).toBe(open.length);
+    expect(m).toEqual({ alert_count: 2, max_alert_severity: 'critical' });
+
+    // a tenant's own version of the rule, edited by SQL: at most 1 alert per call
+    await database.pool.query(
+      `insert into rules (rule_id, version, tenant_id, name, kind, scope, role, severity, is_alert, enabled, config, source)
+       select rule_id, version + 1, 'capped', name, kind, scope, role, severity, is_alert, enabled, '{"maxPerCall": 1}'::jsonb, 'sql'
+         from rules where rule_id = 'zh.customer-negative-emotion'`,
+    );
+    const capped = await playCall(run, lines, 12_000, 'capped');
+    const cappedRows = await alertsOf(capped.callId);
+    expect(cappedRows.filter((r) => r.status === 'open').map((r) => `${r.severity}/${r.reason}`)).toEqual(['warning/streak']);
+    expect(count(cappedRows, 'cap')).toBeGreaterThanOrEqual(1);
+    expect(cappedRows.find((r) => r.severity === 'critical')).toMatchObject({ status: 'suppressed', suppressed_reason: 'cap' });
   });
 
   it('a late sentence after the call ended refreshes the metrics; PII_MODE=both keeps the original apart', async () => {

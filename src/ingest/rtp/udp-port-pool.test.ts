@@ -97,6 +97,17 @@ describe('UdpPortPool', () => {
     expect(p.stats()).toMatchObject({ leases: 3, releases: 1, exhausted: 1, active: 2 });
   });
 
+  it('leaseMany is all or none: a shortfall releases what it took', async () => {
+    const b = base();
+    const p = pool(b, b + 3);
+    const held = await p.lease();
+    await expect(p.leaseMany(2)).rejects.toMatchObject({ code: 'ERR_RTP_PORTS_EXHAUSTED' });
+    expect(p.active).toBe(1);
+    await held.release();
+    const both = await p.leaseMany(2);
+    expect(both.map((l) => l.port).sort()).toEqual([b, b + 2]);
+  });
+
   it('does not hand out the same pair to concurrent lease() calls', async () => {
     const b = base();
     const p = pool(b, b + 11);

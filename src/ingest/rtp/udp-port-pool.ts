@@ -150,6 +150,18 @@ export class UdpPortPool {
   }
 
   /** Binds the next free even/odd pair. Rejects with AppError ERR_RTP_PORTS_EXHAUSTED when none is left. */
+  /** `n` leases, all or none: on failure the ones already taken are released and the error rethrown. */
+  async leaseMany(n: number): Promise<UdpPortLease[]> {
+    const leases: UdpPortLease[] = [];
+    try {
+      for (let i = 0; i < n; i++) leases.push(await this.lease());
+      return leases;
+    } catch (err) {
+      await Promise.all(leases.map((l) => l.release()));
+      throw err;
+    }
+  }
+
   async lease(): Promise<UdpPortLease> {
     for (let attempt = 0; attempt < this.#pairs; attempt++) {
       const index = (this.#cursor + attempt) % this.#pairs;
