@@ -7,10 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../test/support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { createTestDatabase, useTestDatabase } from '../../test/support/postgres.js';
 import type { Utterance } from '../core/types.js';
-import { createDb, type Database } from './client.js';
 import { MIGRATIONS_FOLDER } from './migrate.js';
 import { upsertCallMetrics } from './repositories/analytics.js';
 import { createAlertStore, insertAlerts, type NewAlert } from './repositories/alerts.js';
@@ -18,18 +17,7 @@ import { upsertCallStart } from './repositories/calls.js';
 import { insertLiveRuleHits, replacePostcallRuleHits } from './repositories/rules.js';
 import { insertUtterance } from './repositories/utterances.js';
 
-let testDb: TestDatabase;
-let database: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  database = createDb(testDb.url, { max: 2 });
-});
-
-afterAll(async () => {
-  await database?.close();
-  await testDb?.drop();
-});
+const suite = useTestDatabase({ max: 2 });
 
 const STARTED = new Date(Date.UTC(2025, 4, 6, 15, 30)); // 23:30 in Shanghai
 
@@ -52,7 +40,7 @@ function utt(callId: string, role: Utterance['role'], seq: number, startMs: numb
 
 async function seedCall(tenantId: string): Promise<string> {
   const callId = randomUUID();
-  await upsertCallStart(database.db, {
+  await upsertCallStart(suite.database.db, {
     callId,
     source: 'twilio',
     startedAt: STARTED.getTime(),
@@ -65,7 +53,7 @@ async function seedCall(tenantId: string): Promise<string> {
     agentId: 'agent-9',
     queueId: 'billing',
   });
-  const put = (u: Utterance, seg: string) => insertUtterance(database.db, { callId, callStartedAt: STARTED.getTime(), utterance: u }, { seg });
+  const put = (u: Utterance, seg: string) => insertUtterance(suite.database.db, { callId, callStartedAt: STARTED.getTime(), utterance: u }, { seg });
   await put(utt(callId, 'agent', 1, 0, '您好，请问有什么可以帮您？', 0), '您好 请问 有 什么 可以 帮 您');
   await put(utt(callId, 'customer', 1, 3000, '我要投诉，退款到现在还没到账', -1, 0.7), '我 要 投诉 退款 到 现在 还 没 到账 我要 要投 投诉 退款 到账');
   await put(utt(callId, 'customer', 2, 65_000, '你们这个服务太差了，我要投诉', -1, 0.95), '你们 这个 服务 太 差 了 我 要 投诉 服务 投诉');
@@ -76,7 +64,7 @@ async function seedCall(tenantId: string): Promise<string> {
 describe('v_transcript and Chinese search', () => {
   it('formats offsets as mm:ss (minutes beyond 99 too) with wall-clock times', async () => {
     const callId = await seedCall('search');
-    const rows = await database.db.execute<{ role: string; seq: number; at: string; until: string; spoken_at: Date; valence: number | null }>(
+    const rows = await suite.database.db.execute<{ role: string; seq: number; at: string; until: string; spoken_at: Date; valence: number | null }>(
       sql`select role, seq, at, until, spoken_at, valence from v_transcript where call_id = ${callId} order by start_ms`,
     );
     expect(rows.rows.map((r) => [r.role, r.seq, r.at, r.until])).toEqual([
@@ -91,7 +79,7 @@ describe('v_transcript and Chinese search', () => {
   it('finds sentences through tsv with to_tsquery(simple): words, AND, OR, and bigram fallbacks', async () => {
     const callId = await seedCall('search');
     const find = async (query: string) => {
-      const r = await database.db.execute<{ k: string }>(sql`
+      const r = await suite.database.db.execute<{ k: string }>(sql`
         select role || seq as k from utterances
         where call_id = ${callId} and tsv @@ to_tsquery('simple', ${query})
         order by start_ms`);
@@ -107,7 +95,7 @@ describe('v_transcript and Chinese search', () => {
   });
 
   it('the search is served by the GIN index on tsv', async () => {
-    const client = new pg.Client({ connectionString: testDb.url });
+    const client = new pg.Client({ connectionString: suite.testDb.url });
     await client.connect();
     try {
       await client.query('SET enable_seqscan = off');
@@ -119,11 +107,11 @@ describe('v_transcript and Chinese search', () => {
   });
 
   it('has the pg_trgm substring index exactly when the extension is available', async () => {
-    const available = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from pg_available_extensions where name = 'pg_trgm'`);
-    const index = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from pg_indexes where indexname = 'utterances_text_trgm_idx'`);
+    const available = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from pg_available_extensions where name = 'pg_trgm'`);
+    const index = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from pg_indexes where indexname = 'utterances_text_trgm_idx'`);
     expect(index.rows[0]?.n).toBe(available.rows[0]?.n);
     const callId = await seedCall('trgm');
-    const hits = await database.db.execute<{ seq: number }>(sql`select seq from utterances where call_id = ${callId} and text like '%要投诉%' order by start_ms`);
+    const hits = await suite.database.db.execute<{ seq: number }>(sql`select seq from utterances where call_id = ${callId} and text like '%要投诉%' order by start_ms`);
     expect(hits.rows.map((r) => r.seq)).toEqual([1, 2]);
   });
 
@@ -148,7 +136,7 @@ describe('v_transcript and Chinese search', () => {
       await client.query('RESET ROLE').catch(() => undefined);
       await client.end();
       await scratch.drop();
-      const admin = new pg.Client({ connectionString: testDb.url });
+      const admin = new pg.Client({ connectionString: suite.testDb.url });
       await admin.connect();
       await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.end());
     }
@@ -156,7 +144,7 @@ describe('v_transcript and Chinese search', () => {
 });
 
 describe('QA views', () => {
-  const store = () => createAlertStore(database.db);
+  const store = () => createAlertStore(suite.database.db);
   const decision = (callId: string, ruleId: string, seq: number, overrides: Partial<NewAlert> = {}): NewAlert => ({
     ruleId,
     ruleVersion: 1,
@@ -174,21 +162,21 @@ describe('QA views', () => {
 
   it('v_call_summary: one row per call with metrics, worst emotion, alerts, hits, staleness', async () => {
     const callId = await seedCall('summary');
-    const bare = await database.db.execute<Record<string, unknown>>(sql`select * from v_call_summary where call_id = ${callId}`);
+    const bare = await suite.database.db.execute<Record<string, unknown>>(sql`select * from v_call_summary where call_id = ${callId}`);
     expect(bare.rows).toHaveLength(1);
     expect(bare.rows[0]).toMatchObject({ agent_id: 'agent-9', utterance_count: null, metrics_stale: null, alert_count: 0, worst_emotion_customer: 'negative' });
 
     const ctx = { callId, callStartedAt: STARTED, tenantId: 'summary', agentId: 'agent-9' };
-    const [a1] = await insertAlerts(database.db, ctx, [decision(callId, 'r-sum', 1, { severity: 'critical' })], []);
-    await insertAlerts(database.db, ctx, [decision(callId, 'r-sum', 2), decision(callId, 'r-sum', 3, { status: 'suppressed', suppressedReason: 'cap' })], []);
+    const [a1] = await insertAlerts(suite.database.db, ctx, [decision(callId, 'r-sum', 1, { severity: 'critical' })], []);
+    await insertAlerts(suite.database.db, ctx, [decision(callId, 'r-sum', 2), decision(callId, 'r-sum', 3, { status: 'suppressed', suppressedReason: 'cap' })], []);
     await store().transition(a1!.alertId, 'resolve', 's', new Date());
-    await insertLiveRuleHits(database.db, callId, STARTED, [
+    await insertLiveRuleHits(suite.database.db, callId, STARTED, [
       { ruleId: 'kw', ruleVersion: 1, kind: 'keyword', role: 'customer', severity: 'info', startMs: 3000, endMs: 5000, seqFrom: 1, seqTo: 1, matched: ['投诉'], evidence: [] },
     ]);
-    await replacePostcallRuleHits(database.db, callId, STARTED, [
+    await replacePostcallRuleHits(suite.database.db, callId, STARTED, [
       { ruleId: 'sil', ruleVersion: 1, kind: 'silence', role: null, severity: 'info', startMs: 5000, endMs: 65_000, matched: [], evidence: [] },
     ]);
-    await upsertCallMetrics(database.db, {
+    await upsertCallMetrics(suite.database.db, {
       callId,
       tenantId: 'summary',
       agentId: 'agent-9',
@@ -217,7 +205,7 @@ describe('QA views', () => {
       metricsVersion: 1,
       categoryIds: ['kw', 'sil'],
     });
-    const row = (await database.db.execute<Record<string, unknown>>(sql`select * from v_call_summary where call_id = ${callId}`)).rows[0];
+    const row = (await suite.database.db.execute<Record<string, unknown>>(sql`select * from v_call_summary where call_id = ${callId}`)).rows[0];
     expect(row).toMatchObject({
       tenant_id: 'summary',
       queue_id: 'billing',
@@ -235,8 +223,8 @@ describe('QA views', () => {
       metrics_stale: false,
     });
     // a late sentence makes the metrics stale
-    await insertUtterance(database.db, { callId, callStartedAt: STARTED.getTime(), utterance: utt(callId, 'customer', 3, 6_009_000, '好的', 0) });
-    const stale = await database.db.execute<{ metrics_stale: boolean }>(sql`select metrics_stale from v_call_summary where call_id = ${callId}`);
+    await insertUtterance(suite.database.db, { callId, callStartedAt: STARTED.getTime(), utterance: utt(callId, 'customer', 3, 6_009_000, '好的', 0) });
+    const stale = await suite.database.db.execute<{ metrics_stale: boolean }>(sql`select metrics_stale from v_call_summary where call_id = ${callId}`);
     expect(stale.rows[0]?.metrics_stale).toBe(true);
   });
 
@@ -244,7 +232,7 @@ describe('QA views', () => {
     const callId = await seedCall('precision');
     const ctx = { callId, callStartedAt: STARTED, tenantId: 'precision', agentId: null };
     const out = await insertAlerts(
-      database.db,
+      suite.database.db,
       ctx,
       [1, 2, 3, 4, 5].map((seq) => decision(callId, 'r-prec', seq)).concat(
         decision(callId, 'r-prec', 6, { status: 'suppressed', suppressedReason: 'cooldown' }),
@@ -255,7 +243,7 @@ describe('QA views', () => {
     const fb = ['true_positive', 'true_positive', 'false_positive', 'not_actionable'] as const;
     for (const [i, f] of fb.entries()) await store().setFeedback(out[i]!.alertId, f, 's', new Date());
     await store().setFeedback(out[6]!.alertId, 'false_positive', 's', new Date());
-    const rows = await database.db.execute<Record<string, unknown>>(
+    const rows = await suite.database.db.execute<Record<string, unknown>>(
       sql`select rule_version, alerts, suppressed, with_feedback, tp, fp, na, precision from v_alert_precision where rule_id = 'r-prec' order by rule_version`,
     );
     expect(rows.rows).toEqual([
@@ -268,17 +256,17 @@ describe('QA views', () => {
     const callId = await seedCall('latency');
     const ctx = { callId, callStartedAt: STARTED, tenantId: 'latency', agentId: null };
     const commitMs = [100, 200, 300, 400, 1000];
-    const out = await insertAlerts(database.db, ctx, commitMs.map((_, i) => decision(callId, 'r-lat', i + 1)), []);
+    const out = await insertAlerts(suite.database.db, ctx, commitMs.map((_, i) => decision(callId, 'r-lat', i + 1)), []);
     // day 2031-03-04 UTC, 23:00 → 07:00 on 03-05 in Shanghai
     const finalAt = Date.UTC(2031, 2, 4, 23);
     for (const [i, a] of out.entries()) {
-      await database.db.execute(sql`update alerts set final_received_at = ${new Date(finalAt)}, committed_at = ${new Date(finalAt + commitMs[i]!)}
+      await suite.database.db.execute(sql`update alerts set final_received_at = ${new Date(finalAt)}, committed_at = ${new Date(finalAt + commitMs[i]!)}
         where alert_id = ${a.alertId}`);
     }
     // two delivered: 500 ms and 1500 ms after the final
     await store().recordDelivery(out[0]!.alertId, 'supervisor', 'supervisor', { ok: true, at: new Date(finalAt + 500) });
     await store().recordDelivery(out[1]!.alertId, 'supervisor', 'supervisor', { ok: true, at: new Date(finalAt + 1500) });
-    const client = new pg.Client({ connectionString: testDb.url });
+    const client = new pg.Client({ connectionString: suite.testDb.url });
     await client.connect();
     try {
       const read = async () =>
@@ -305,10 +293,10 @@ describe('QA views', () => {
   });
 
   it('v_agent_daily: averages are sums over counts', async () => {
-    await database.db.execute(sql`insert into agent_daily (tenant_id, day, agent_id, time_zone, calls, talk_ms, duration_ms, n_with_duration,
+    await suite.database.db.execute(sql`insert into agent_daily (tenant_id, day, agent_id, time_zone, calls, talk_ms, duration_ms, n_with_duration,
       sum_talk_ratio, n_with_talk_ratio, sum_neg_ratio_customer, n_with_emotion, alerts, critical_alerts, rule_hits, recovered_calls, negative_end_calls)
       values ('v', '2025-05-06', 'a', 'Asia/Shanghai', 4, 100000, 300000, 3, 1.5, 3, 0.9, 2, 2, 1, 7, 1, 0)`);
-    const row = (await database.db.execute<Record<string, unknown>>(sql`select * from v_agent_daily where tenant_id = 'v'`)).rows[0];
+    const row = (await suite.database.db.execute<Record<string, unknown>>(sql`select * from v_agent_daily where tenant_id = 'v'`)).rows[0];
     expect(row).toMatchObject({ calls: 4, avg_duration_ms: 100000, avg_talk_ratio: 0.5, avg_neg_ratio_customer: 0.45, alerts_per_call: 0.5 });
   });
 });

@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { withDatabase } from '../../src/db/errors.js';
 import { ensureDatabase, runMigrations } from '../../src/db/migrate.js';
+import { createDb, type Database } from '../../src/db/client.js';
+import { afterAll, beforeAll } from 'vitest';
 
 export const TEST_POSTGRES_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -49,4 +51,39 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
     throw err;
   }
   return { name, url, drop };
+}
+
+export interface TestDatabaseHandle {
+  /** The pool + drizzle instance on the suite's database (after beforeAll). */
+  readonly database: Database;
+  readonly testDb: TestDatabase;
+}
+
+/**
+ * A fresh migrated database for the calling suite: created in beforeAll, its pool closed and the
+ * database dropped in afterAll. Read `database` / `testDb` inside tests and hooks.
+ */
+export function useTestDatabase(options: { readonly max?: number } = {}): TestDatabaseHandle {
+  let testDb: TestDatabase | undefined;
+  let database: Database | undefined;
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    database = createDb(testDb.url, { max: options.max ?? 4 });
+  });
+  afterAll(async () => {
+    await database?.close();
+    await testDb?.drop();
+  });
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`${what} is used before the suite's beforeAll ran`);
+    return value;
+  };
+  return {
+    get database() {
+      return ready(database, 'database');
+    },
+    get testDb() {
+      return ready(testDb, 'testDb');
+    },
+  };
 }

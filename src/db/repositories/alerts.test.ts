@@ -2,29 +2,20 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../../../test/support/postgres.js';
 import type { AlertDecision } from '../../alerts/engine.js';
 import type { AlertStore } from '../../alerts/store.js';
-import { createDb, type Database } from '../client.js';
 import { alertDeliveries } from '../schema.js';
 import { withCallLock } from './analytics.js';
 import { createAlertStore, insertAlerts, type AlertCallContext, type DeliveryTarget, type NewAlert } from './alerts.js';
 import { ensureCallRow } from './calls.js';
 
-let testDb: TestDatabase;
-let database: Database;
+const suite = useTestDatabase({ max: 4 });
 let store: AlertStore;
 
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  database = createDb(testDb.url, { max: 4 });
-  store = createAlertStore(database.db);
-});
-
-afterAll(async () => {
-  await database?.close();
-  await testDb?.drop();
+beforeAll(() => {
+  store = createAlertStore(suite.database.db);
 });
 
 const T0 = new Date(Date.UTC(2025, 4, 6, 7, 8, 9, 10));
@@ -35,7 +26,7 @@ const TARGETS: DeliveryTarget[] = [
 
 async function newCall(tenantId = 'default'): Promise<AlertCallContext> {
   const callId = randomUUID();
-  await ensureCallRow(database.db, callId, T0.getTime());
+  await ensureCallRow(suite.database.db, callId, T0.getTime());
   return { callId, callStartedAt: T0, tenantId, agentId: 'agent-7', queueId: 'billing' };
 }
 
@@ -65,14 +56,14 @@ const _fromDecision = (d: AlertDecision, text: string, finalReceivedAt: Date | n
 });
 
 async function deliveryCount(alertId: string): Promise<number> {
-  const rows = await database.db.select().from(alertDeliveries).where(eq(alertDeliveries.alertId, alertId));
+  const rows = await suite.database.db.select().from(alertDeliveries).where(eq(alertDeliveries.alertId, alertId));
   return rows.length;
 }
 
 describe('insertAlerts', () => {
   it('stores an alert with one pending delivery per target; a replay adds neither alerts nor deliveries', async () => {
     const call = await newCall();
-    const first = await insertAlerts(database.db, call, [decision(call, 3)], TARGETS);
+    const first = await insertAlerts(suite.database.db, call, [decision(call, 3)], TARGETS);
     expect(first).toHaveLength(1);
     const alert = first[0]!;
     expect(alert).toMatchObject({
@@ -94,29 +85,29 @@ describe('insertAlerts', () => {
       ['webhook', 'https://hooks.example/a', 'pending', 0],
     ]);
 
-    expect(await insertAlerts(database.db, call, [decision(call, 3)], TARGETS)).toEqual([]);
+    expect(await insertAlerts(suite.database.db, call, [decision(call, 3)], TARGETS)).toEqual([]);
     expect(await deliveryCount(alert.alertId)).toBe(2);
-    const all = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from alerts where call_id = ${call.callId}`);
+    const all = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from alerts where call_id = ${call.callId}`);
     expect(all.rows[0]?.n).toBe(1);
   });
 
   it('suppresses an open alert whose dedupe key is open or acknowledged, with no delivery; resolving frees the key', async () => {
     const call = await newCall();
-    const [a1] = await insertAlerts(database.db, call, [decision(call, 3)], TARGETS);
-    const [a2] = await insertAlerts(database.db, call, [decision(call, 5)], TARGETS);
+    const [a1] = await insertAlerts(suite.database.db, call, [decision(call, 3)], TARGETS);
+    const [a2] = await insertAlerts(suite.database.db, call, [decision(call, 5)], TARGETS);
     expect(a2).toMatchObject({ status: 'suppressed', suppressedReason: 'dedupe' });
     expect(await deliveryCount(a2!.alertId)).toBe(0);
 
     await store.transition(a1!.alertId, 'acknowledge', 'sup-1', new Date());
-    const [a3] = await insertAlerts(database.db, call, [decision(call, 6)], TARGETS);
+    const [a3] = await insertAlerts(suite.database.db, call, [decision(call, 6)], TARGETS);
     expect(a3).toMatchObject({ status: 'suppressed', suppressedReason: 'dedupe' });
 
     // another severity is another key
-    const [crit] = await insertAlerts(database.db, call, [decision(call, 7, { severity: 'critical', reason: 'escalation-keyword' })], TARGETS);
+    const [crit] = await insertAlerts(suite.database.db, call, [decision(call, 7, { severity: 'critical', reason: 'escalation-keyword' })], TARGETS);
     expect(crit).toMatchObject({ status: 'open', severity: 'critical' });
 
     await store.transition(a1!.alertId, 'resolve', 'sup-1', new Date());
-    const [a4] = await insertAlerts(database.db, call, [decision(call, 8)], TARGETS);
+    const [a4] = await insertAlerts(suite.database.db, call, [decision(call, 8)], TARGETS);
     expect(a4).toMatchObject({ status: 'open', suppressedReason: null });
     expect(await deliveryCount(a4!.alertId)).toBe(2);
   });
@@ -124,7 +115,7 @@ describe('insertAlerts', () => {
   it('dedupes within one batch and keeps suppressed decisions (cooldown) without deliveries', async () => {
     const call = await newCall();
     const out = await insertAlerts(
-      database.db,
+      suite.database.db,
       call,
       [decision(call, 2), decision(call, 3), decision(call, 4, { status: 'suppressed', suppressedReason: 'cooldown' })],
       TARGETS,
@@ -141,14 +132,14 @@ describe('insertAlerts', () => {
   it('rolls back the whole batch, deliveries included, when one decision is invalid', async () => {
     const call = await newCall();
     const bad = decision(call, 4, { status: 'suppressed', suppressedReason: null });
-    await expect(insertAlerts(database.db, call, [decision(call, 2), bad], TARGETS)).rejects.toThrow();
-    const n = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from alerts where call_id = ${call.callId}`);
+    await expect(insertAlerts(suite.database.db, call, [decision(call, 2), bad], TARGETS)).rejects.toThrow();
+    const n = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from alerts where call_id = ${call.callId}`);
     expect(n.rows[0]?.n).toBe(0);
   });
 
   it('stores a concurrent duplicate as suppressed (dedupe) when another writer opened the key first', async () => {
     const call = await newCall();
-    const other = new pg.Client({ connectionString: testDb.url });
+    const other = new pg.Client({ connectionString: suite.testDb.url });
     await other.connect();
     try {
       // another process inserts an open alert with the same key and holds its transaction open
@@ -159,7 +150,7 @@ describe('insertAlerts', () => {
          VALUES ('default', $1, $2, 'customer-negative', 1, 'customer', 'warning', 'share', $3, '[]', 'customer', 1, 1000)`,
         [call.callId, T0, `${call.callId}:customer-negative:warning`],
       );
-      const pending = insertAlerts(database.db, call, [decision(call, 9)], TARGETS);
+      const pending = insertAlerts(suite.database.db, call, [decision(call, 9)], TARGETS);
       // our insert cannot see the uncommitted row, so it waits on the unique index
       const deadline = Date.now() + 10_000;
       for (;;) {
@@ -181,10 +172,10 @@ describe('insertAlerts', () => {
 
   it('runs inside withCallLock and commits with it', async () => {
     const call = await newCall();
-    const out = await withCallLock(database.db, call.callId, (tx) => insertAlerts(tx, call, [decision(call, 2)], TARGETS));
+    const out = await withCallLock(suite.database.db, call.callId, (tx) => insertAlerts(tx, call, [decision(call, 2)], TARGETS));
     expect(await store.getAlert(out[0]!.alertId)).toMatchObject({ status: 'open' });
     await expect(
-      withCallLock(database.db, call.callId, async (tx) => {
+      withCallLock(suite.database.db, call.callId, async (tx) => {
         await insertAlerts(tx, call, [decision(call, 3, { severity: 'critical' })], TARGETS);
         throw new Error('later step failed');
       }),
@@ -196,7 +187,7 @@ describe('insertAlerts', () => {
 describe('AlertStore', () => {
   it('open → acknowledged → resolved; other moves are invalid and name the status', async () => {
     const call = await newCall();
-    const [a] = await insertAlerts(database.db, call, [decision(call, 2)], []);
+    const [a] = await insertAlerts(suite.database.db, call, [decision(call, 2)], []);
     const id = a!.alertId;
     const at = new Date(Date.UTC(2025, 4, 6, 8));
     const ack = await store.transition(id, 'acknowledge', 'sup-1', at);
@@ -207,10 +198,10 @@ describe('AlertStore', () => {
     expect(await store.transition(id, 'resolve', 'sup-2', at)).toEqual({ ok: false, error: 'invalid-transition', status: 'resolved' });
     expect(await store.transition(id, 'acknowledge', 'sup-2', at)).toEqual({ ok: false, error: 'invalid-transition', status: 'resolved' });
 
-    const [b] = await insertAlerts(database.db, call, [decision(call, 3)], []);
+    const [b] = await insertAlerts(suite.database.db, call, [decision(call, 3)], []);
     expect(await store.transition(b!.alertId, 'resolve', 'sup-1', at)).toMatchObject({ ok: true, alert: { status: 'resolved', ackedAt: null } });
 
-    const [s] = await insertAlerts(database.db, call, [decision(call, 4, { status: 'suppressed', suppressedReason: 'cap' })], []);
+    const [s] = await insertAlerts(suite.database.db, call, [decision(call, 4, { status: 'suppressed', suppressedReason: 'cap' })], []);
     expect(await store.transition(s!.alertId, 'acknowledge', 'x', at)).toEqual({ ok: false, error: 'invalid-transition', status: 'suppressed' });
     expect(await store.transition(s!.alertId, 'resolve', 'x', at)).toEqual({ ok: false, error: 'invalid-transition', status: 'suppressed' });
 
@@ -222,7 +213,7 @@ describe('AlertStore', () => {
   it('feedback on any non-suppressed alert, last one wins; refused on suppressed', async () => {
     const call = await newCall();
     const [a, s] = await insertAlerts(
-      database.db,
+      suite.database.db,
       call,
       [decision(call, 2), decision(call, 3, { status: 'suppressed', suppressedReason: 'cooldown' })],
       [],
@@ -247,7 +238,7 @@ describe('AlertStore', () => {
 
   it('recordDelivery counts attempts, sets first_delivered_at once, and a final failure fails only what was not delivered', async () => {
     const call = await newCall();
-    const [a] = await insertAlerts(database.db, call, [decision(call, 2)], TARGETS);
+    const [a] = await insertAlerts(suite.database.db, call, [decision(call, 2)], TARGETS);
     const id = a!.alertId;
     const t1 = new Date(Date.UTC(2025, 4, 6, 9, 0, 0, 100));
     const t2 = new Date(t1.getTime() + 500);
@@ -279,7 +270,7 @@ describe('AlertStore', () => {
       attempts: 1,
       lastError: 'ECONNREFUSED',
     });
-    const next = await database.db.execute<{ channel: string; next_attempt_at: Date | null }>(
+    const next = await suite.database.db.execute<{ channel: string; next_attempt_at: Date | null }>(
       sql`select channel, next_attempt_at from alert_deliveries where alert_id = ${id} order by channel`,
     );
     expect(next.rows.every((r) => r.next_attempt_at === null)).toBe(true);
@@ -287,10 +278,10 @@ describe('AlertStore', () => {
 
   it('listPendingDeliveries: pending rows created before the cut-off, oldest first, bounded', async () => {
     const call = await newCall();
-    const [a] = await insertAlerts(database.db, call, [decision(call, 2)], TARGETS);
-    const [b] = await insertAlerts(database.db, call, [decision(call, 3, { severity: 'critical' })], TARGETS);
-    await database.db.execute(sql`update alert_deliveries set created_at = ${new Date(Date.UTC(2020, 0, 1, 0, 0, 1))} where alert_id = ${a!.alertId}`);
-    await database.db.execute(sql`update alert_deliveries set created_at = ${new Date(Date.UTC(2020, 0, 1, 0, 0, 0))} where alert_id = ${b!.alertId} and channel = 'webhook'`);
+    const [a] = await insertAlerts(suite.database.db, call, [decision(call, 2)], TARGETS);
+    const [b] = await insertAlerts(suite.database.db, call, [decision(call, 3, { severity: 'critical' })], TARGETS);
+    await suite.database.db.execute(sql`update alert_deliveries set created_at = ${new Date(Date.UTC(2020, 0, 1, 0, 0, 1))} where alert_id = ${a!.alertId}`);
+    await suite.database.db.execute(sql`update alert_deliveries set created_at = ${new Date(Date.UTC(2020, 0, 1, 0, 0, 0))} where alert_id = ${b!.alertId} and channel = 'webhook'`);
     await store.recordDelivery(a!.alertId, 'supervisor', 'supervisor', { ok: true, at: new Date() });
     const cutoff = new Date(Date.UTC(2020, 0, 2));
     const pending = await store.listPendingDeliveries(cutoff, 10);
@@ -306,10 +297,10 @@ describe('AlertStore', () => {
     const tenant = `t-${randomUUID()}`;
     const c1 = await newCall(tenant);
     const c2 = await newCall(tenant);
-    const [x] = await insertAlerts(database.db, c1, [decision(c1, 2)], []);
-    const [y] = await insertAlerts(database.db, c2, [decision(c2, 2)], []);
-    const [z] = await insertAlerts(database.db, c2, [decision(c2, 3, { severity: 'critical' })], []);
-    await insertAlerts(database.db, c2, [decision(c2, 4, { status: 'suppressed', suppressedReason: 'cap' })], []);
+    const [x] = await insertAlerts(suite.database.db, c1, [decision(c1, 2)], []);
+    const [y] = await insertAlerts(suite.database.db, c2, [decision(c2, 2)], []);
+    const [z] = await insertAlerts(suite.database.db, c2, [decision(c2, 3, { severity: 'critical' })], []);
+    await insertAlerts(suite.database.db, c2, [decision(c2, 4, { status: 'suppressed', suppressedReason: 'cap' })], []);
     await store.transition(y!.alertId, 'acknowledge', 's', new Date());
     await store.transition(x!.alertId, 'resolve', 's', new Date());
     const open = await store.listOpenAlerts({ tenantId: tenant });

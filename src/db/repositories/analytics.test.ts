@@ -2,10 +2,9 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../../../test/support/postgres.js';
 import type { Utterance } from '../../core/types.js';
-import { createDb, type Database } from '../client.js';
 import {
   agentDayOf,
   getCallMetrics,
@@ -20,18 +19,7 @@ import { insertAlerts, type NewAlert } from './alerts.js';
 import { getCall, upsertCallStart } from './calls.js';
 import { deleteUtteranceOriginalsBefore, insertUtterance } from './utterances.js';
 
-let testDb: TestDatabase;
-let database: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  database = createDb(testDb.url, { max: 4 });
-});
-
-afterAll(async () => {
-  await database?.close();
-  await testDb?.drop();
-});
+const suite = useTestDatabase({ max: 4 });
 
 const T0 = Date.UTC(2025, 4, 6, 7, 8, 9, 10);
 
@@ -111,7 +99,7 @@ function metrics(callId: string, startedAt: Date, overrides: Partial<CallMetrics
 
 async function newCall(startedAt: Date, agentId = 'a-1', tenantId = 'acme'): Promise<string> {
   const callId = randomUUID();
-  await upsertCallStart(database.db, {
+  await upsertCallStart(suite.database.db, {
     callId,
     source: 'sip',
     startedAt: startedAt.getTime(),
@@ -129,7 +117,7 @@ async function newCall(startedAt: Date, agentId = 'a-1', tenantId = 'acme'): Pro
 describe('calls', () => {
   it('the call start stores agent, queue and source metadata', async () => {
     const callId = randomUUID();
-    await upsertCallStart(database.db, {
+    await upsertCallStart(suite.database.db, {
       callId,
       source: 'sip',
       startedAt: T0,
@@ -143,7 +131,7 @@ describe('calls', () => {
       queueId: 'billing',
       metadata: { siprec: { sessionId: 's-1', participants: [{ role: 'agent', aor: 'sip:1025@pbx' }] } },
     });
-    expect(await getCall(database.db, callId)).toMatchObject({
+    expect(await getCall(suite.database.db, callId)).toMatchObject({
       agentId: 'agent-1025',
       queueId: 'billing',
       metadata: { siprec: { sessionId: 's-1', participants: [{ role: 'agent', aor: 'sip:1025@pbx' }] } },
@@ -155,10 +143,10 @@ describe('utterances for analytics', () => {
   it('lists sentences in timeline order with the analytics fields, and the watermark', async () => {
     const callId = randomUUID();
     const job = (u: Utterance) => ({ callId, callStartedAt: T0, utterance: u });
-    await insertUtterance(database.db, job(utt(callId, 'customer', 2, 3000, { emotion: { raw: 'angry', provider: 'qwen', confidence: null, valence: -1, arousal: 1 } })));
-    await insertUtterance(database.db, job(utt(callId, 'customer', 1, 0)));
+    await insertUtterance(suite.database.db, job(utt(callId, 'customer', 2, 3000, { emotion: { raw: 'angry', provider: 'qwen', confidence: null, valence: -1, arousal: 1 } })));
+    await insertUtterance(suite.database.db, job(utt(callId, 'customer', 1, 0)));
     await insertUtterance(
-      database.db,
+      suite.database.db,
       job(
         utt(callId, 'agent', 1, 3000, {
           endMs: 4000,
@@ -167,7 +155,7 @@ describe('utterances for analytics', () => {
         }),
       ),
     );
-    const rows = await listAnalyticsUtterances(database.db, callId);
+    const rows = await listAnalyticsUtterances(suite.database.db, callId);
     expect(rows.map((r) => `${r.role}${r.seq}@${r.startMs}-${r.endMs}`)).toEqual(['customer1@0-1500', 'agent1@3000-4000', 'customer2@3000-4500']);
     expect(rows[1]).toMatchObject({
       words: [{ startMs: 3000, endMs: 3500, text: '好的' }],
@@ -190,31 +178,31 @@ describe('utterances for analytics', () => {
     const callId = randomUUID();
     const u = utt(callId, 'customer', 1, 0, { text: '我的手机号是[PHONE]' });
     const extras = { seg: '我 的 手机号 是 PHONE', segVersion: 'jieba-test', piiRedacted: true, piiTypes: ['PHONE'], originalText: '我的手机号是13812345678', charCount: 17 };
-    expect(await insertUtterance(database.db, { callId, callStartedAt: T0, utterance: u }, extras)).toEqual({ inserted: true });
-    expect(await insertUtterance(database.db, { callId, callStartedAt: T0, utterance: u }, extras)).toEqual({ inserted: false });
-    const stored = await database.db.execute<{ text: string; seg: string; seg_version: string; tsv: string; pii_redacted: boolean; pii_types: string[]; char_count: number }>(
+    expect(await insertUtterance(suite.database.db, { callId, callStartedAt: T0, utterance: u }, extras)).toEqual({ inserted: true });
+    expect(await insertUtterance(suite.database.db, { callId, callStartedAt: T0, utterance: u }, extras)).toEqual({ inserted: false });
+    const stored = await suite.database.db.execute<{ text: string; seg: string; seg_version: string; tsv: string; pii_redacted: boolean; pii_types: string[]; char_count: number }>(
       sql`select text, seg, seg_version, tsv::text as tsv, pii_redacted, pii_types, char_count from utterances where call_id = ${callId}`,
     );
     expect(stored.rows).toEqual([
       { text: '我的手机号是[PHONE]', seg: '我 的 手机号 是 PHONE', seg_version: 'jieba-test', tsv: "'phone':5 '我':1 '手机号':3 '是':4 '的':2", pii_redacted: true, pii_types: ['PHONE'], char_count: 17 },
     ]);
-    const originals = await database.db.execute<{ text: string }>(sql`select text from utterance_originals where call_id = ${callId}`);
+    const originals = await suite.database.db.execute<{ text: string }>(sql`select text from utterance_originals where call_id = ${callId}`);
     expect(originals.rows).toEqual([{ text: '我的手机号是13812345678' }]);
 
     // defaults: not indexed, not redacted
     const plain = randomUUID();
-    await insertUtterance(database.db, { callId: plain, callStartedAt: T0, utterance: utt(plain, 'agent', 1, 0) });
-    const p = await database.db.execute<{ seg: string | null; seg_version: string | null; tsv: string; pii_redacted: boolean; pii_types: string[] }>(
+    await insertUtterance(suite.database.db, { callId: plain, callStartedAt: T0, utterance: utt(plain, 'agent', 1, 0) });
+    const p = await suite.database.db.execute<{ seg: string | null; seg_version: string | null; tsv: string; pii_redacted: boolean; pii_types: string[] }>(
       sql`select seg, seg_version, tsv::text as tsv, pii_redacted, pii_types from utterances where call_id = ${plain}`,
     );
     expect(p.rows).toEqual([{ seg: null, seg_version: null, tsv: '', pii_redacted: false, pii_types: [] }]);
-    expect((await database.db.execute(sql`select 1 from utterance_originals where call_id = ${plain}`)).rows).toEqual([]);
+    expect((await suite.database.db.execute(sql`select 1 from utterance_originals where call_id = ${plain}`)).rows).toEqual([]);
 
     // retention: originals older than the cut-off go, the redacted sentence stays
-    await database.db.execute(sql`update utterance_originals set created_at = now() - interval '8 days' where call_id = ${callId}`);
-    expect(await deleteUtteranceOriginalsBefore(database.db, new Date(Date.now() - 7 * 86_400_000))).toBe(1);
-    expect((await database.db.execute(sql`select 1 from utterance_originals where call_id = ${callId}`)).rows).toEqual([]);
-    expect((await database.db.execute(sql`select 1 from utterances where call_id = ${callId}`)).rows).toHaveLength(1);
+    await suite.database.db.execute(sql`update utterance_originals set created_at = now() - interval '8 days' where call_id = ${callId}`);
+    expect(await deleteUtteranceOriginalsBefore(suite.database.db, new Date(Date.now() - 7 * 86_400_000))).toBe(1);
+    expect((await suite.database.db.execute(sql`select 1 from utterance_originals where call_id = ${callId}`)).rows).toEqual([]);
+    expect((await suite.database.db.execute(sql`select 1 from utterances where call_id = ${callId}`)).rows).toHaveLength(1);
   });
 });
 
@@ -222,25 +210,25 @@ describe('call_metrics', () => {
   it('upserting twice leaves one row with the latest values; every column is replaced', async () => {
     const at = new Date(T0);
     const callId = await newCall(at);
-    expect(await upsertCallMetrics(database.db, metrics(callId, at))).toEqual({ written: true });
-    const first = await getCallMetrics(database.db, callId);
+    expect(await upsertCallMetrics(suite.database.db, metrics(callId, at))).toEqual({ written: true });
+    const first = await getCallMetrics(suite.database.db, callId);
     expect(first).toMatchObject({ sentimentQCustomer: [-3, -2, null, 1], categoryIds: ['zh.complaint'], recovered: true });
 
     const { queueId: _q, details: _d, ...withoutOptional } = metrics(callId, at, { utteranceCount: 11, sentimentCustomer: -2 });
-    expect(await upsertCallMetrics(database.db, withoutOptional)).toEqual({ written: true });
-    const second = await getCallMetrics(database.db, callId);
+    expect(await upsertCallMetrics(suite.database.db, withoutOptional)).toEqual({ written: true });
+    const second = await getCallMetrics(suite.database.db, callId);
     expect(second).toMatchObject({ utteranceCount: 11, sentimentCustomer: -2, queueId: null, details: {} });
     expect(second!.computedAt.getTime()).toBeGreaterThanOrEqual(first!.computedAt.getTime());
-    const n = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from call_metrics where call_id = ${callId}`);
+    const n = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from call_metrics where call_id = ${callId}`);
     expect(n.rows[0]?.n).toBe(1);
   });
 
   it('an older metrics_version never overwrites a newer one', async () => {
     const at = new Date(T0);
     const callId = await newCall(at);
-    await upsertCallMetrics(database.db, metrics(callId, at, { metricsVersion: 2, cpmAgent: 300 }));
-    expect(await upsertCallMetrics(database.db, metrics(callId, at, { metricsVersion: 1, cpmAgent: 100 }))).toEqual({ written: false });
-    expect(await getCallMetrics(database.db, callId)).toMatchObject({ metricsVersion: 2, cpmAgent: 300 });
+    await upsertCallMetrics(suite.database.db, metrics(callId, at, { metricsVersion: 2, cpmAgent: 300 }));
+    expect(await upsertCallMetrics(suite.database.db, metrics(callId, at, { metricsVersion: 1, cpmAgent: 100 }))).toEqual({ written: false });
+    expect(await getCallMetrics(suite.database.db, callId)).toMatchObject({ metricsVersion: 2, cpmAgent: 300 });
   });
 });
 
@@ -268,9 +256,9 @@ describe('agent_daily', () => {
     const c1 = await newCall(early, agent);
     const c2 = await newCall(late, agent);
     const c3 = await newCall(prevDay, agent);
-    await upsertCallMetrics(database.db, metrics(c1, early, { agentId: agent, ruleHitCount: 2 }));
+    await upsertCallMetrics(suite.database.db, metrics(c1, early, { agentId: agent, ruleHitCount: 2 }));
     await upsertCallMetrics(
-      database.db,
+      suite.database.db,
       metrics(c2, late, {
         agentId: agent,
         durationMs: null,
@@ -282,11 +270,11 @@ describe('agent_daily', () => {
         ruleHitCount: 3,
       }),
     );
-    await upsertCallMetrics(database.db, metrics(c3, prevDay, { agentId: agent }));
-    await insertAlerts(database.db, { callId: c1, callStartedAt: early, tenantId: 'acme', agentId: agent }, [open(c1, 1, 'warning'), open(c1, 2, 'critical'), open(c1, 3, 'critical', 'suppressed')], []);
-    await insertAlerts(database.db, { callId: c2, callStartedAt: late, tenantId: 'acme', agentId: agent }, [open(c2, 1, 'critical')], []);
+    await upsertCallMetrics(suite.database.db, metrics(c3, prevDay, { agentId: agent }));
+    await insertAlerts(suite.database.db, { callId: c1, callStartedAt: early, tenantId: 'acme', agentId: agent }, [open(c1, 1, 'warning'), open(c1, 2, 'critical'), open(c1, 3, 'critical', 'suppressed')], []);
+    await insertAlerts(suite.database.db, { callId: c2, callStartedAt: late, tenantId: 'acme', agentId: agent }, [open(c2, 1, 'critical')], []);
 
-    const utc = await recomputeAgentDaily(database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent });
+    const utc = await recomputeAgentDaily(suite.database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent });
     expect(utc).toMatchObject({
       day: '2025-05-06',
       timeZone: 'UTC',
@@ -304,17 +292,17 @@ describe('agent_daily', () => {
       recoveredCalls: 1,
       negativeEndCalls: 1,
     });
-    const again = await recomputeAgentDaily(database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent });
+    const again = await recomputeAgentDaily(suite.database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent });
     expect({ ...again, computedAt: null }).toEqual({ ...utc, computedAt: null });
 
-    const sh6 = await recomputeAgentDaily(database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent }, 'Asia/Shanghai');
+    const sh6 = await recomputeAgentDaily(suite.database.db, { tenantId: 'acme', day: '2025-05-06', agentId: agent }, 'Asia/Shanghai');
     expect(sh6).toMatchObject({ timeZone: 'Asia/Shanghai', calls: 2, alerts: 2, criticalAlerts: 1, ruleHits: 4 }); // c3 (07:00 local) + c1
-    const sh7 = await recomputeAgentDaily(database.db, { tenantId: 'acme', day: '2025-05-07', agentId: agent }, 'Asia/Shanghai');
+    const sh7 = await recomputeAgentDaily(suite.database.db, { tenantId: 'acme', day: '2025-05-07', agentId: agent }, 'Asia/Shanghai');
     expect(sh7).toMatchObject({ calls: 1, alerts: 1, criticalAlerts: 1, ruleHits: 3, negativeEndCalls: 1 });
     expect(agentDayOf(late, 'Asia/Shanghai')).toBe('2025-05-07');
     expect(agentDayOf(late)).toBe('2025-05-06');
 
-    const rows = await database.db.execute<{ n: number }>(sql`select count(*)::int as n from agent_daily where agent_id = ${agent}`);
+    const rows = await suite.database.db.execute<{ n: number }>(sql`select count(*)::int as n from agent_daily where agent_id = ${agent}`);
     expect(rows.rows[0]?.n).toBe(2); // (05-06 overwritten by the Shanghai recompute, 05-07)
   });
 
@@ -322,15 +310,15 @@ describe('agent_daily', () => {
     const agent = `agent-${randomUUID().slice(0, 8)}`;
     const at = new Date(Date.UTC(2025, 5, 1, 12));
     const c = await newCall(at, agent);
-    await upsertCallMetrics(database.db, metrics(c, at, { agentId: agent }));
+    await upsertCallMetrics(suite.database.db, metrics(c, at, { agentId: agent }));
     const key = { tenantId: 'acme', day: '2025-06-01', agentId: agent };
-    expect(await recomputeAgentDaily(database.db, key)).toMatchObject({ calls: 1 });
-    await database.db.execute(sql`delete from calls where id = ${c}`);
-    expect(await recomputeAgentDaily(database.db, key)).toBeNull();
-    const rows = await database.db.execute(sql`select 1 from agent_daily where agent_id = ${agent}`);
+    expect(await recomputeAgentDaily(suite.database.db, key)).toMatchObject({ calls: 1 });
+    await suite.database.db.execute(sql`delete from calls where id = ${c}`);
+    expect(await recomputeAgentDaily(suite.database.db, key)).toBeNull();
+    const rows = await suite.database.db.execute(sql`select 1 from agent_daily where agent_id = ${agent}`);
     expect(rows.rows).toEqual([]);
-    expect(await recomputeAgentDaily(database.db, { ...key, agentId: 'nobody' })).toBeNull();
-    await expect(recomputeAgentDaily(database.db, { ...key, day: '2025-6-1' })).rejects.toMatchObject({ code: 'ERR_DB_INVALID_DAY' });
+    expect(await recomputeAgentDaily(suite.database.db, { ...key, agentId: 'nobody' })).toBeNull();
+    await expect(recomputeAgentDaily(suite.database.db, { ...key, day: '2025-6-1' })).rejects.toMatchObject({ code: 'ERR_DB_INVALID_DAY' });
   });
 });
 
@@ -347,7 +335,7 @@ describe('withCallLock', () => {
     const gate = new Promise<void>((r) => (releaseA = r));
     let entered!: () => void;
     const aEntered = new Promise<void>((r) => (entered = r));
-    const a = withCallLock(database.db, callId, async () => {
+    const a = withCallLock(suite.database.db, callId, async () => {
       events.push('a-start');
       entered();
       await gate;
@@ -355,15 +343,15 @@ describe('withCallLock', () => {
     });
     await aEntered;
     // another call is not blocked
-    await withCallLock(database.db, randomUUID(), async () => {
+    await withCallLock(suite.database.db, randomUUID(), async () => {
       events.push('other');
     });
-    const b = withCallLock(database.db, callId, async (tx) => {
+    const b = withCallLock(suite.database.db, callId, async (tx) => {
       events.push('b-start');
       const r = await tx.execute<{ one: number }>(sql`select 1 as one`);
       return r.rows[0]?.one;
     });
-    const probe = new pg.Client({ connectionString: testDb.url });
+    const probe = new pg.Client({ connectionString: suite.testDb.url });
     await probe.connect();
     try {
       const deadline = Date.now() + 10_000;
@@ -386,12 +374,12 @@ describe('withCallLock', () => {
     const at = new Date(T0);
     const c = await newCall(at);
     await expect(
-      withCallLock(database.db, callId, async (tx) => {
+      withCallLock(suite.database.db, callId, async (tx) => {
         await upsertCallMetrics(tx, metrics(c, at));
         throw new Error('boom');
       }),
     ).rejects.toThrow('boom');
-    expect(await getCallMetrics(database.db, c)).toBeUndefined();
-    expect(await withCallLock(database.db, callId, async () => 'again')).toBe('again');
+    expect(await getCallMetrics(suite.database.db, c)).toBeUndefined();
+    expect(await withCallLock(suite.database.db, callId, async () => 'again')).toBe('again');
   });
 });

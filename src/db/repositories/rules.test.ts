@@ -1,11 +1,10 @@
 /** Rules as data and rule hits against the local Postgres (own database). */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../../../test/support/postgres.js';
 import type { RuleHit } from '../../analytics/rules/evaluate.js';
 import { ruleSchema, type Rule } from '../../analytics/rules/schema.js';
-import { createDb, type Database } from '../client.js';
 import { sqlState } from '../errors.js';
 import { ensureCallRow } from './calls.js';
 import {
@@ -23,18 +22,7 @@ import {
 const _hitFits = (h: RuleHit): NewRuleHit => h;
 const _ruleFits = (r: Rule): RuleDefinition => r;
 
-let testDb: TestDatabase;
-let database: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  database = createDb(testDb.url, { max: 2 });
-});
-
-afterAll(async () => {
-  await database?.close();
-  await testDb?.drop();
-});
+const suite = useTestDatabase({ max: 2 });
 
 const T0 = new Date(Date.UTC(2025, 4, 6, 7, 8, 9, 10));
 
@@ -60,7 +48,7 @@ describe('syncRulesFromFile', () => {
   it('inserts new (id, version) pairs once, never overwrites, and reports conflicts and rules gone from the file', async () => {
     const p = `s${randomUUID().slice(0, 8)}`;
     const file = [def(`${p}.a`, 1), def(`${p}.a`, 2, { severity: 'critical' }), def(`${p}.b`, 1, { tenant: 'acme' })];
-    const first = await syncRulesFromFile(database.db, file);
+    const first = await syncRulesFromFile(suite.database.db, file);
     expect(first.inserted).toEqual([
       { ruleId: `${p}.a`, version: 1 },
       { ruleId: `${p}.a`, version: 2 },
@@ -69,24 +57,24 @@ describe('syncRulesFromFile', () => {
     expect(first.unchanged).toEqual([]);
     expect(first.conflicts).toEqual([]);
 
-    const again = await syncRulesFromFile(database.db, file);
+    const again = await syncRulesFromFile(suite.database.db, file);
     expect(again.inserted).toEqual([]);
     expect(again.unchanged).toHaveLength(3);
     expect(again.conflicts).toEqual([]);
 
     // an operator disables a.2 in SQL: not a conflict, and the file does not switch it back on
-    await database.db.execute(sql`update rules set enabled = false where rule_id = ${`${p}.a`} and version = 2`);
+    await suite.database.db.execute(sql`update rules set enabled = false where rule_id = ${`${p}.a`} and version = 2`);
     // the file edits a.1 in place (key order differs too) and drops b
     const edited = [
       def(`${p}.a`, 1, { config: { window: { first: { ms: 60000 } }, match: 'any', phrases: ['投诉'] } }),
       def(`${p}.a`, 2, { severity: 'critical' }),
     ];
-    const third = await syncRulesFromFile(database.db, edited);
+    const third = await syncRulesFromFile(suite.database.db, edited);
     expect(third.inserted).toEqual([]);
     expect(third.unchanged).toEqual([{ ruleId: `${p}.a`, version: 2 }]);
     expect(third.conflicts).toEqual([{ ruleId: `${p}.a`, version: 1 }]);
     expect(third.notInFile).toContainEqual({ ruleId: `${p}.b`, version: 1 });
-    const stored = await database.db.execute<{ version: number; enabled: boolean; config: unknown; source: string }>(
+    const stored = await suite.database.db.execute<{ version: number; enabled: boolean; config: unknown; source: string }>(
       sql`select version, enabled, config, source from rules where rule_id = ${`${p}.a`} order by version`,
     );
     expect(stored.rows).toEqual([
@@ -95,7 +83,7 @@ describe('syncRulesFromFile', () => {
     ]);
 
     // key order alone is no conflict (jsonb equality)
-    const reordered = await syncRulesFromFile(database.db, [
+    const reordered = await syncRulesFromFile(suite.database.db, [
       def(`${p}.a`, 1, { config: { window: { first: { ms: 60000 } }, match: 'any', phrases: ['投诉', '12315'] } }),
     ]);
     expect(reordered.unchanged).toEqual([{ ruleId: `${p}.a`, version: 1 }]);
@@ -105,7 +93,7 @@ describe('syncRulesFromFile', () => {
 describe('listEnabledRules', () => {
   it('per rule id: the tenant’s own highest enabled version, else the global one', async () => {
     const p = `l${randomUUID().slice(0, 8)}`;
-    await syncRulesFromFile(database.db, [
+    await syncRulesFromFile(suite.database.db, [
       def(`${p}.x`, 1),
       def(`${p}.x`, 2),
       def(`${p}.x`, 3, { enabled: false }),
@@ -115,10 +103,10 @@ describe('listEnabledRules', () => {
       def(`${p}.off`, 1, { enabled: false }),
     ]);
     // a hand-written version (source defaults to 'sql')
-    await database.db.execute(sql`insert into rules (rule_id, version, name, kind, scope, severity, config)
+    await suite.database.db.execute(sql`insert into rules (rule_id, version, name, kind, scope, severity, config)
       values (${`${p}.w`}, 1, 'hand', 'silence', 'postcall', 'info', '{"minMs": 20000}')`);
     const pick = async (tenant: string) =>
-      (await listEnabledRules(database.db, tenant)).filter((r) => r.ruleId.startsWith(p)).map((r) => `${r.ruleId}@${r.version}:${r.source}`);
+      (await listEnabledRules(suite.database.db, tenant)).filter((r) => r.ruleId.startsWith(p)).map((r) => `${r.ruleId}@${r.version}:${r.source}`);
     expect(await pick('acme')).toEqual([`${p}.w@1:sql`, `${p}.x@2:file`, `${p}.y@5:file`]);
     expect(await pick('default')).toEqual([`${p}.w@1:sql`, `${p}.x@2:file`, `${p}.y@1:file`]);
     expect(await pick('other')).toEqual([`${p}.w@1:sql`, `${p}.x@2:file`, `${p}.y@1:file`, `${p}.z@1:file`]);
@@ -126,8 +114,8 @@ describe('listEnabledRules', () => {
 
   it('gives rows back in the rule-file shape that ruleSchema validates', async () => {
     const p = `f${randomUUID().slice(0, 8)}`;
-    await syncRulesFromFile(database.db, [def(`${p}.k`, 1, { tenant: 'acme', description: '投诉关键词', alert: true })]);
-    const row = (await listEnabledRules(database.db, 'acme')).find((r) => r.ruleId === `${p}.k`)!;
+    await syncRulesFromFile(suite.database.db, [def(`${p}.k`, 1, { tenant: 'acme', description: '投诉关键词', alert: true })]);
+    const row = (await listEnabledRules(suite.database.db, 'acme')).find((r) => r.ruleId === `${p}.k`)!;
     const entry = toRuleFileEntry(row);
     expect(entry).toMatchObject({ id: `${p}.k`, version: 1, tenant: 'acme', alert: true, description: '投诉关键词' });
     const parsed = ruleSchema.safeParse(entry);
@@ -136,7 +124,7 @@ describe('listEnabledRules', () => {
   });
 
   it('the database refuses an unknown scope or severity', async () => {
-    const err: unknown = await database.db
+    const err: unknown = await suite.database.db
       .execute(sql`insert into rules (rule_id, version, name, kind, scope, severity, config) values ('bad', 1, 'b', 'keyword', 'sometimes', 'info', '{}')`)
       .catch((e: unknown) => e);
     expect(sqlState(err)).toBe('23514');
@@ -161,7 +149,7 @@ describe('rule hits', () => {
 
   async function newCall(): Promise<string> {
     const callId = randomUUID();
-    await ensureCallRow(database.db, callId, T0.getTime());
+    await ensureCallRow(suite.database.db, callId, T0.getTime());
     return callId;
   }
 
@@ -170,43 +158,43 @@ describe('rule hits', () => {
 
   it('a post-call re-run replaces the post-call set and keeps live hits', async () => {
     const callId = await newCall();
-    expect(await insertLiveRuleHits(database.db, callId, T0, [hit('kw', 2)])).toEqual({ inserted: 1 });
+    expect(await insertLiveRuleHits(suite.database.db, callId, T0, [hit('kw', 2)])).toEqual({ inserted: 1 });
     const set = [
       hit('kw', 2),
       hit('silence', 0, { kind: 'silence', role: null, seqFrom: null, seqTo: null, matched: [], evidence: [], details: { durationMs: 21000 } }),
     ];
-    expect(await replacePostcallRuleHits(database.db, callId, T0, set)).toEqual({ deleted: 0, inserted: 2 });
-    const once = shape(await listRuleHits(database.db, callId));
-    expect(await replacePostcallRuleHits(database.db, callId, T0, set)).toEqual({ deleted: 2, inserted: 2 });
-    const twice = shape(await listRuleHits(database.db, callId));
+    expect(await replacePostcallRuleHits(suite.database.db, callId, T0, set)).toEqual({ deleted: 0, inserted: 2 });
+    const once = shape(await listRuleHits(suite.database.db, callId));
+    expect(await replacePostcallRuleHits(suite.database.db, callId, T0, set)).toEqual({ deleted: 2, inserted: 2 });
+    const twice = shape(await listRuleHits(suite.database.db, callId));
     expect(twice).toEqual(once);
     expect(twice.filter((r) => r[0] === 'live')).toHaveLength(1);
     expect(twice.find((r) => r[1] === 'silence')?.[7]).toBe('{"durationMs":21000}');
 
-    expect(await replacePostcallRuleHits(database.db, callId, T0, [])).toEqual({ deleted: 2, inserted: 0 });
-    expect((await listRuleHits(database.db, callId)).map((r) => r.source)).toEqual(['live']);
+    expect(await replacePostcallRuleHits(suite.database.db, callId, T0, [])).toEqual({ deleted: 2, inserted: 0 });
+    expect((await listRuleHits(suite.database.db, callId)).map((r) => r.source)).toEqual(['live']);
   });
 
   it('live hits are stored once per (call, rule, version, role, seq_from)', async () => {
     const callId = await newCall();
-    expect(await insertLiveRuleHits(database.db, callId, T0, [hit('kw', 2), hit('kw', 3)])).toEqual({ inserted: 2 });
-    expect(await insertLiveRuleHits(database.db, callId, T0, [hit('kw', 3), hit('kw', 4), hit('kw', 2, { ruleVersion: 2 })])).toEqual({
+    expect(await insertLiveRuleHits(suite.database.db, callId, T0, [hit('kw', 2), hit('kw', 3)])).toEqual({ inserted: 2 });
+    expect(await insertLiveRuleHits(suite.database.db, callId, T0, [hit('kw', 3), hit('kw', 4), hit('kw', 2, { ruleVersion: 2 })])).toEqual({
       inserted: 2,
     });
-    expect((await listRuleHits(database.db, callId)).map((r) => `${r.ruleId}@${r.ruleVersion}#${r.seqFrom}`)).toEqual([
+    expect((await listRuleHits(suite.database.db, callId)).map((r) => `${r.ruleId}@${r.ruleVersion}#${r.seqFrom}`)).toEqual([
       'kw@1#2',
       'kw@2#2',
       'kw@1#3',
       'kw@1#4',
     ]);
-    expect((await listRuleHits(database.db, callId))[0]?.callStartedAt).toEqual(T0);
+    expect((await listRuleHits(suite.database.db, callId))[0]?.callStartedAt).toEqual(T0);
   });
 
   it('refuses a live hit without role or seqFrom, writing nothing', async () => {
     const callId = await newCall();
-    await expect(insertLiveRuleHits(database.db, callId, T0, [hit('kw', 1), hit('kw', 2, { role: null })])).rejects.toMatchObject({
+    await expect(insertLiveRuleHits(suite.database.db, callId, T0, [hit('kw', 1), hit('kw', 2, { role: null })])).rejects.toMatchObject({
       code: 'ERR_DB_RULE_HIT_KEY',
     });
-    expect(await listRuleHits(database.db, callId)).toEqual([]);
+    expect(await listRuleHits(suite.database.db, callId)).toEqual([]);
   });
 });
