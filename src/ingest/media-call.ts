@@ -14,7 +14,7 @@ import { errorMessage } from '../core/errors.js';
 import type { CallSource, PcmChunk, Role, Utterance } from '../core/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { RoleRouting } from '../queue/jobs.js';
+import type { CallStartJob, RoleRouting } from '../queue/jobs.js';
 import type { Producer } from '../queue/producer.js';
 import { SpeakerStream } from './speaker-stream.js';
 
@@ -49,19 +49,13 @@ export interface MediaTrack {
   readonly codec: G711Codec;
 }
 
-export interface MediaCallStart {
-  readonly callId: string;
-  readonly source: CallSource;
-  /** Wall-clock ms of call timeline 0. */
-  readonly startedAt: number;
-  readonly tenantId: string;
-  readonly externalIds: Readonly<Record<string, string>>;
-  readonly customParameters: Readonly<Record<string, string>>;
+/** What a source knows when a call starts: the call-start job's fields minus what routing decides. */
+export interface MediaCallStart
+  extends Pick<CallStartJob, 'callId' | 'source' | 'startedAt' | 'tenantId' | 'externalIds' | 'customParameters' | 'metadata'> {
   readonly tracks: readonly MediaTrack[];
+  /** From the telephony side, if given (null: unknown). */
   readonly agentId?: string | null;
   readonly queueId?: string | null;
-  /** Non-PII call metadata stored with the call (e.g. SIPREC session and participants). */
-  readonly metadata?: Readonly<Record<string, unknown>>;
 }
 
 export class MediaCall {
